@@ -1,0 +1,55 @@
+"""Reading the geometry back out of a model, and the modular norm of a tree.
+
+``geometry(model)`` gives one :class:`optim.Geometry` per parameter in a tree
+with the structure of ``nnx.state(model, nnx.Param)``; optimizers take it once
+when they are built. ``modular_norm`` is max_k ||w_k|| / c_k (Large et al.
+2024, Prop. 3 unrolled; REFERENCE §1 closed form).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from optim import norms
+from optim.geometry import Geometry, is_geometry
+
+_FIELDS = ("role", "norm", "fan_in", "fan_out", "mass", "sensitivity", "multiplier", "axes")
+
+
+def _record(path, param: nnx.Variable) -> Geometry:
+    meta = param.get_metadata()
+    missing = [f for f in _FIELDS if meta.get(f) is None]
+    if missing:
+        where = "/".join(map(str, path))
+        raise ValueError(f"parameter {where} has no geometry ({', '.join(missing)} missing); build it from "
+                         "zoo.nn atoms and create the model with zoo.create / zoo.build")
+    return Geometry(**{f: meta[f] for f in _FIELDS})
+
+
+def geometry(model: nnx.Module) -> nnx.State:
+    """One Geometry per parameter, in the structure of ``nnx.state(model, nnx.Param)``."""
+    state = nnx.state(model, nnx.Param)
+    return jax.tree_util.tree_map_with_path(
+        lambda p, v: _record(p, v), state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def pair(geometry_tree, tree) -> list[tuple[Geometry, jax.Array]]:
+    """Pair each Geometry with its array (by flattened leaf order), checking they match."""
+    geos = jax.tree.leaves(geometry_tree, is_leaf=is_geometry)
+    arrays = jax.tree.leaves(tree)
+    if len(geos) != len(arrays):
+        raise ValueError(f"geometry has {len(geos)} parameters but the tree has {len(arrays)}; "
+                         "build the geometry from the same model as the tree")
+    for g, a in zip(geos, arrays):
+        if a.ndim != g.stack_ndim + norms.core_ndim(g.norm):
+            raise ValueError(f"an array of shape {a.shape} does not fit geometry with axes {g.axes}; "
+                             "build the geometry from the same model as the tree")
+    return list(zip(geos, arrays))
+
+
+def modular_norm(geometry_tree, tree) -> jax.Array:
+    """Modular norm max_k ||w_k|| / c_k of weights or an update (atoms with c_k = 0 are skipped)."""
+    values = [jnp.max(norms.norm_of(g, a)) / g.multiplier for g, a in pair(geometry_tree, tree) if g.multiplier > 0]
+    return jnp.max(jnp.stack(values))

@@ -1,0 +1,51 @@
+"""What every zoo model is: a :class:`Sequential` of named stages with a loss."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from zoo.nn import Module, Residual, Sequential
+
+
+class Model(Sequential):
+    """A model whose root is a composition of named stages.
+
+    Subclasses give ``loss(batch) -> (scalar, metrics)``; ``activations``
+    returns every stage's output (each residual step separately) for the
+    coord check.
+    """
+
+    def __init__(self, stages: dict[str, Module]):
+        super().__init__(**stages)
+
+    def inputs(self, batch: dict) -> jax.Array:
+        raise NotImplementedError
+
+    def activations(self, x: jax.Array) -> dict[str, jax.Array]:
+        """Outputs of each stage in order; a Residual stage gives ``name.i`` per step."""
+        out = {}
+        for name, layer in zip(self.child_names, self._children()):
+            if isinstance(layer, Residual):
+                x, steps = layer.trace(x)
+                for i in range(steps.shape[0]):
+                    out[f"{name}.{i}"] = steps[i]
+            else:
+                x = layer(x)
+                out[name] = x
+        return out
+
+
+class Classifier(Model):
+    """Image classifier: batch ``{"image": (B, H, W, C) float, "label": (B,) int}``."""
+
+    def inputs(self, batch):
+        return batch["image"]
+
+    def loss(self, batch):
+        logits = self(batch["image"]).astype(jnp.float32)
+        labels = batch["label"]
+        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+        accuracy = (logits.argmax(-1) == labels).mean()
+        return loss, {"loss": loss, "accuracy": accuracy}

@@ -1,0 +1,75 @@
+"""ResNet: convolutional stages with downsampling, global pooling and a linear head.
+
+A 3x3 conv stem, ``stages`` residual stacks of ``depth`` two-conv branches
+(channels ``width * 2**s``), a 2x2 average pool plus 1x1 conv between stages,
+then global average pooling, RMSNorm and a linear head. Every conv, stack and
+the head have mass 1; built from Modula's Conv2D atom (Large et al. 2024, §4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from zoo import nn
+from zoo.models.base import Classifier
+
+
+@dataclasses.dataclass(frozen=True)
+class ResNetConfig:
+    """ResNet sizes: ``width`` channels in the first stage, ``depth`` blocks per stage."""
+
+    width: int = 32
+    depth: int = 2
+    stages: int = 3
+    kernel_size: int = 3
+    image_size: int = 32
+    channels: int = 3
+    classes: int = 10
+    dtype: str = "float32"
+    family: ClassVar[str] = "resnet"
+
+    def build(self, *, rngs: nnx.Rngs) -> ResNet:
+        return ResNet(self, rngs=rngs)
+
+    def example_batch(self, batch_size: int, key: jax.Array) -> dict:
+        """Standard-normal images and random labels."""
+        k1, k2 = jax.random.split(key)
+        shape = (batch_size, self.image_size, self.image_size, self.channels)
+        return {"image": jax.random.normal(k1, shape, jnp.float32),
+                "label": jax.random.randint(k2, (batch_size,), 0, self.classes, jnp.int32)}
+
+
+class ResNet(Classifier):
+    """``model(images (B, H, W, C)) -> logits (B, classes)``."""
+
+    def __init__(self, cfg: ResNetConfig, *, rngs: nnx.Rngs):
+        if cfg.image_size % 2 ** (cfg.stages - 1):
+            raise ValueError(f"image_size {cfg.image_size} must be divisible by 2**(stages-1) = "
+                             f"{2 ** (cfg.stages - 1)}; use fewer stages")
+        self.config = cfg
+        dtype = jnp.dtype(cfg.dtype)
+        k = cfg.kernel_size
+
+        def conv(c_in, c_out, r, size=k):
+            return nn.Conv2D(c_in, c_out, size, dtype=dtype, rngs=r)
+
+        def branch(c):
+            return lambda r: {"conv": nn.Sequential(norm=nn.RMSNorm(), conv1=conv(c, c, r), act=nn.ReLU(),
+                                                    conv2=conv(c, c, r))}
+
+        stages = {"stem": conv(cfg.channels, cfg.width, rngs)}
+        for s in range(cfg.stages):
+            c = cfg.width * 2 ** s
+            if s:
+                stages[f"down{s}"] = nn.Sequential(pool=nn.AvgPool(2), conv=conv(c // 2, c, rngs, size=1))
+            stages[f"stage{s}"] = nn.Residual(branch(c), cfg.depth, mass=1.0, rngs=rngs)
+        c_last = cfg.width * 2 ** (cfg.stages - 1)
+        stages["logits"] = nn.Sequential(pool=nn.GlobalAvgPool(), norm=nn.RMSNorm(),
+                                          linear=nn.Linear(c_last, cfg.classes, role="output",
+                                                           axes=("conv_out", None), dtype=dtype, rngs=rngs))
+        super().__init__(stages)
