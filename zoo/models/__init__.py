@@ -1,0 +1,1 @@
+"""Model families: GPT, ResMLP, ResNet."""
