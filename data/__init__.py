@@ -1,0 +1,58 @@
+"""modzoo's input side: datasets, grain pipelines, downloads and multi-host placement.
+
+Text (byte-level tokens, vocabulary 256)::
+
+    ds = data.text_dataset("tinyshakespeare", "train", context=256)   # or "tinystories", or a file path
+    it = data.make_train_iterator(ds, 64, seed=0)                     # {"tokens": int32 [64/hosts, 257]}
+    val = data.make_eval_batches(data.text_dataset("tinyshakespeare", "validation", 256), 64)
+    # each eval batch: {"tokens": int32 [B, 257], "mask": float32 [B, 256]}; sum of masks = targets in the split
+
+Images::
+
+    ds = data.image_dataset("cifar10", "train")     # or a folder/tar path, or "tfds:<name>" with data_dir=
+    it = data.make_train_iterator(ds, 512, seed=0)  # {"image": float32 [B, 32, 32, 3], "label": int32 [B]}
+    test = data.make_eval_batches(data.image_dataset("cifar10", "test"), 512)   # adds "mask": float32 [B]
+
+Checkpoints: `data.iterator_state(it)` gives JSON bytes, `data.restore_iterator(fresh_it, state)`
+puts a new iterator (same dataset and arguments) back where the old one was.
+Multi-host: every host calls the same code; each reads its own slice (by
+jax.process_index()/process_count(), overridable with process_index=/process_count=)
+and `data.to_global(batch, mesh, ("data",))` assembles the global jax arrays.
+
+Folders: raw files in data.resolve_data_dir() (argument, $MODZOO_DATA_DIR,
+~/.cache/modzoo; read-only is fine), prepared ArrayRecord copies in
+data.resolve_cache_dir() (argument, $MODZOO_CACHE_DIR, ~/.cache/modzoo/prepared).
+Missing known files are downloaded, checksum-verified and written atomically.
+Throughput: data.bench.run().
+"""
+from data import bench
+from data.distributed import Shard, current_shard, to_global
+from data.download import DownloadError, download
+from data.images import ImageDataset, channel_stats, image_dataset
+from data.paths import RemoteFile, fetch, resolve_cache_dir, resolve_data_dir
+from data.pipeline import iterator_state, make_eval_batches, make_train_iterator, restore_iterator
+from data.text import TextDataset, text_dataset
+from data.tfds_builder import prepare_images
+
+__all__ = [
+    "DownloadError",
+    "ImageDataset",
+    "RemoteFile",
+    "Shard",
+    "TextDataset",
+    "bench",
+    "channel_stats",
+    "current_shard",
+    "download",
+    "fetch",
+    "image_dataset",
+    "iterator_state",
+    "make_eval_batches",
+    "make_train_iterator",
+    "prepare_images",
+    "resolve_cache_dir",
+    "resolve_data_dir",
+    "restore_iterator",
+    "text_dataset",
+    "to_global",
+]

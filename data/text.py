@@ -1,0 +1,150 @@
+"""Byte-level text: a corpus's bytes are its tokens (vocabulary 256), split and cut into windows.
+
+Split rule (every corpus): the first 90% of bytes (n * 9 // 10) are "train", the
+rest "validation"; Tiny Shakespeare gives 1,003,854 / 111,540.
+
+Training windows: each epoch cuts the train split into n // (context+1)
+non-overlapping windows of context+1 bytes, starting at a seeded random offset
+in [0, n mod (context+1)], and visits them in a seeded random order (a new offset
+and order every epoch). One epoch therefore sees every byte at most once.
+
+Evaluation windows: consecutive windows that step by `context`, so window j
+predicts targets j*context+1 .. j*context+context and every byte after the first
+is a target exactly once. The tail: the last window is the final context+1 bytes
+of the split, and its "mask" keeps only the targets no earlier window scored.
+Batches are padded to full size with mask-0 rows, so sum(mask) == n - 1 and a
+mask-weighted mean is the loss on the whole split.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import pathlib
+
+import grain
+import numpy as np
+
+from data.paths import TINY_SHAKESPEARE, TINYSTORIES_SUBSET, RemoteFile, fetch
+
+VOCAB_SIZE = 256
+SPLITS = ("train", "validation")
+CORPORA: dict[str, RemoteFile] = {"tinyshakespeare": TINY_SHAKESPEARE, "tinystories": TINYSTORIES_SUBSET}
+
+
+def split_bounds(num_bytes: int, split: str) -> tuple[int, int]:
+    """Byte range [start, stop) of `split` in a corpus of `num_bytes` bytes (first 90% train, rest validation)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown text split {split!r}: use one of {SPLITS}")
+    cut = num_bytes * 9 // 10
+    return (0, cut) if split == "train" else (cut, num_bytes)
+
+
+def _corpus_path(name_or_path: str | os.PathLike, data_dir) -> pathlib.Path:
+    if str(name_or_path) in CORPORA:
+        return fetch(CORPORA[str(name_or_path)], data_dir)
+    path = pathlib.Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"text dataset {str(name_or_path)!r} is neither a known corpus ({', '.join(CORPORA)}) nor a file"
+            f" (nothing at {path.resolve()}): give a corpus name or the path of a UTF-8 text file"
+        )
+    return path
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TextDataset:
+    """One split of a byte-level corpus, cut into windows of `context` + 1 tokens.
+
+    `tokens` is a read-only uint8 view of the split's bytes (memory-mapped, so
+    large files cost no memory up front).
+    """
+
+    tokens: np.ndarray
+    context: int
+    name: str
+    split: str
+
+    vocab_size = VOCAB_SIZE
+
+    @property
+    def window(self) -> int:
+        """Tokens per example: context inputs plus the one extra target."""
+        return self.context + 1
+
+    def num_train_windows(self) -> int:
+        """Windows per training epoch: len(tokens) // (context + 1)."""
+        return len(self.tokens) // self.window
+
+    def num_eval_windows(self) -> int:
+        """Evaluation windows needed so that every target 1..n-1 is scored once."""
+        return -(-(len(self.tokens) - 1) // self.context)
+
+    @functools.lru_cache(maxsize=4)
+    def _epoch_offset(self, seed: int, epoch: int) -> int:
+        slack = len(self.tokens) - self.num_train_windows() * self.window
+        return int(np.random.default_rng((seed, epoch)).integers(0, slack + 1))
+
+    def _gather(self, starts: np.ndarray) -> np.ndarray:
+        return self.tokens[starts[:, None] + np.arange(self.window)].astype(np.int32)
+
+    def train_batches(self, batch_size: int, seed: int, shard_index: int, shard_count: int) -> grain.MapDataset:
+        """Endless per-host batches {"tokens": int32 [batch_size, context+1]} (see the module docstring)."""
+        per_epoch = self.num_train_windows()
+
+        def start(position: int, window: int) -> int:
+            return self._epoch_offset(seed, position // per_epoch) + window * self.window
+
+        starts = grain.MapDataset.range(per_epoch).shuffle(seed=seed).repeat(None).map_with_index(start)
+        batches = starts[shard_index::shard_count].batch(batch_size, drop_remainder=True)
+        return batches.map(lambda s: {"tokens": self._gather(np.asarray(s))})
+
+    def eval_batches(self, batch_size: int, shard_index: int, shard_count: int) -> grain.MapDataset:
+        """Ordered per-host batches {"tokens": int32 [B, context+1], "mask": float32 [B, context]}.
+
+        Host k takes windows k, k+count, ...; every host gets the same number of
+        batches (padding rows have mask 0), so hosts stay in step.
+        """
+        total = self.num_eval_windows()
+        per_host = -(-total // (shard_count * batch_size)) * batch_size
+        ids = grain.MapDataset.range(per_host * shard_count)[shard_index::shard_count]
+        return ids.batch(batch_size).map(lambda j: self._eval_batch(np.asarray(j), total))
+
+    def _eval_batch(self, ids: np.ndarray, total: int) -> dict[str, np.ndarray]:
+        valid = ids < total
+        first_target = np.where(valid, ids, 0) * self.context  # offset of the first new target, minus one
+        starts = np.minimum(first_target, len(self.tokens) - self.window)
+        tokens = self._gather(starts)
+        tokens[~valid] = 0
+        mask = (np.arange(self.context)[None, :] >= (first_target - starts)[:, None]) & valid[:, None]
+        return {"tokens": tokens, "mask": mask.astype(np.float32)}
+
+
+def text_dataset(
+    name_or_path: str | os.PathLike,
+    split: str,
+    context: int,
+    *,
+    data_dir: str | os.PathLike | None = None,
+) -> TextDataset:
+    """A split of a byte-level corpus: 'tinyshakespeare', 'tinystories', or the path of a local text file.
+
+    Known corpora are looked up in the data folder (downloaded when missing and
+    a canonical URL exists). Raises ValueError when the file is empty or the
+    split is shorter than context + 1 bytes.
+    """
+    if context < 1:
+        raise ValueError(f"context must be a positive number of tokens, got {context}")
+    path = _corpus_path(name_or_path, data_dir)
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"text file {path} is empty: give a file with some text in it")
+    start, stop = split_bounds(size, split)
+    if stop - start < context + 1:
+        raise ValueError(
+            f"the {split} split of {path} has {stop - start} bytes, fewer than context + 1 = {context + 1}:"
+            " use a smaller context or a longer file"
+        )
+    tokens = np.memmap(path, dtype=np.uint8, mode="r")[start:stop]
+    name = str(name_or_path) if str(name_or_path) in CORPORA else path.stem
+    return TextDataset(tokens=tokens, context=context, name=name, split=split)
