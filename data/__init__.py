@@ -1,11 +1,17 @@
 """modzoo's input side: datasets, grain pipelines, downloads and multi-host placement.
 
-Text (byte-level tokens, vocabulary 256)::
+Every dataset is a tensorflow-datasets builder prepared once into ArrayRecord
+(no TensorFlow needed) and read through tfds data sources; "tfds:<name>" with
+data_dir= reads any TFDS dataset already prepared in ArrayRecord instead.
+
+Text (byte-level tokens, vocabulary 256; splits "train"/"validation" = first 90% / last 10% of bytes)::
 
     ds = data.text_dataset("tinyshakespeare", "train", context=256)   # or "tinystories", or a file path
     it = data.make_train_iterator(ds, 64, seed=0)                     # {"tokens": int32 [64/hosts, 257]}
     val = data.make_eval_batches(data.text_dataset("tinyshakespeare", "validation", 256), 64)
     # each eval batch: {"tokens": int32 [B, 257], "mask": float32 [B, 256]}; sum of masks = targets in the split
+    tfds_text = data.text_dataset("tfds:<name>", "test", 256, data_dir=tfds_dir, feature="text", separator=b"\n\n")
+    # a prepared TFDS dataset's text (or bytes) feature, its examples joined in order; any of its splits
 
 Images::
 
@@ -21,7 +27,10 @@ and `data.to_global(batch, mesh, ("data",))` assembles the global jax arrays.
 
 Folders: raw files in data.resolve_data_dir() (argument, $MODZOO_DATA_DIR,
 ~/.cache/modzoo; read-only is fine), prepared ArrayRecord copies in
-data.resolve_cache_dir() (argument, $MODZOO_CACHE_DIR, ~/.cache/modzoo/prepared).
+data.resolve_cache_dir() (argument, $MODZOO_CACHE_DIR, ~/.cache/modzoo/prepared),
+made by data.prepare_text / data.prepare_images once per source file (keyed by
+its path, size and mtime), written by TFDS into a temporary folder renamed into
+place when complete, and reused afterwards.
 Missing known files are downloaded, checksum-verified and written atomically.
 Throughput: data.bench.run().
 """
@@ -32,7 +41,7 @@ from data.images import ImageDataset, channel_stats, image_dataset
 from data.paths import RemoteFile, fetch, resolve_cache_dir, resolve_data_dir
 from data.pipeline import iterator_state, make_eval_batches, make_train_iterator, restore_iterator
 from data.text import TextDataset, text_dataset
-from data.tfds_builder import prepare_images
+from data.tfds_builder import prepare_images, prepare_text
 
 __all__ = [
     "DownloadError",
@@ -50,6 +59,7 @@ __all__ = [
     "make_eval_batches",
     "make_train_iterator",
     "prepare_images",
+    "prepare_text",
     "resolve_cache_dir",
     "resolve_data_dir",
     "restore_iterator",

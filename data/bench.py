@@ -44,12 +44,12 @@ def run(
 ) -> dict[str, float]:
     """Measure both pipelines on this host and return {"images_per_s": ..., "tokens_per_s": ...}.
 
-    The first call may prepare CIFAR-10 into the cache folder (once; not timed).
+    The first call may prepare CIFAR-10 and Tiny Shakespeare into the cache folder (once; not timed).
     verbose: also print a small table.
     """
     options = dict(seed=seed, num_threads=num_threads, worker_count=worker_count, process_index=0, process_count=1)
     images = image_dataset("cifar10", "train", data_dir=data_dir, cache_dir=cache_dir)
-    text = text_dataset("tinyshakespeare", "train", context, data_dir=data_dir)
+    text = text_dataset("tinyshakespeare", "train", context, data_dir=data_dir, cache_dir=cache_dir)
     result = {
         "images_per_s": _rate(make_train_iterator(images, image_batch, **options), image_batch, steps, warmup, repeats),
         "tokens_per_s": _rate(

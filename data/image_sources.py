@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import codecs
 import dataclasses
-import hashlib
 import io
 import os
 import pathlib
@@ -193,12 +192,3 @@ def open_image_source(path: str | os.PathLike) -> ImageSource:
     if any(_CIFAR_MEMBER.search(name) for name in members):
         return _cifar_source(path, members)
     return _tree_source(path, "tar", members)
-
-
-def fingerprint(path: str | os.PathLike) -> str:
-    """A short id that changes when the file or folder at `path` changes (path, sizes, mtimes)."""
-    path = pathlib.Path(path).resolve()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    parts = [str(path)] + [f"{p.relative_to(path) if p != path else ''}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
-                           for p in files]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]

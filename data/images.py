@@ -28,14 +28,12 @@ import pathlib
 
 import grain
 import numpy as np
-import tensorflow_datasets as tfds
 
 from data.atomic import write_bytes
 from data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize, random_crop_flip
 from data.paths import CIFAR10_PYTHON, fetch, resolve_data_dir
-from data.tfds_builder import prepare_images
+from data.tfds_builder import TFDS_PREFIX, open_prepared, prepare_images
 
-TFDS_PREFIX = "tfds:"
 _CIFAR10_LOCAL = ("cifar-10-python.tar.gz", "cifar10-jpg.tar.gz", "cifar10-images-jpg")
 _STATS_FILE = "channel_stats.json"
 _STATS_BATCH = 1000
@@ -165,13 +163,7 @@ def image_dataset(
     """
     name = str(name_or_path)
     if name.startswith(TFDS_PREFIX):
-        tfds_name = name[len(TFDS_PREFIX):]
-        builder = tfds.builder(tfds_name, data_dir=data_dir)
-        if not builder.is_prepared():
-            raise FileNotFoundError(
-                f"TFDS dataset {tfds_name!r} is not prepared under {builder.data_dir}: prepare it in ArrayRecord"
-                " format first, or pass data_dir= the TFDS folder that holds it"
-            )
+        builder = open_prepared(name, data_dir)
         sources = builder.as_data_source()
         source = sources[_pick_split(sources, split, name)]
         if mean is None or std is None:

@@ -5,10 +5,13 @@ Data folder (raw files, read-only is fine), first that is set:
 Cache folder (prepared ArrayRecord files and statistics, must be writable):
     1. the `cache_dir` argument, 2. $MODZOO_CACHE_DIR, 3. ~/.cache/modzoo/prepared.
 Keeping the two apart lets the data folder be a read-only shared mount.
+Prepared copies are named by `fingerprint(source)` (path, sizes and mtimes), so
+an edited source file is prepared afresh.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import pathlib
 
@@ -29,6 +32,15 @@ def resolve_cache_dir(cache_dir: str | os.PathLike | None = None) -> pathlib.Pat
     """The writable folder for prepared data (argument, then $MODZOO_CACHE_DIR, then ~/.cache/modzoo/prepared)."""
     chosen = cache_dir if cache_dir is not None else os.environ.get(CACHE_DIR_ENV) or _USER_CACHE / "prepared"
     return pathlib.Path(chosen).expanduser().resolve()
+
+
+def fingerprint(path: str | os.PathLike) -> str:
+    """A short id that changes when the file or folder at `path` changes (path, sizes, mtimes)."""
+    path = pathlib.Path(path).resolve()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    parts = [str(path)] + [f"{p.relative_to(path) if p != path else ''}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+                           for p in files]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
 @dataclasses.dataclass(frozen=True)

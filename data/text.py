@@ -1,7 +1,19 @@
 """Byte-level text: a corpus's bytes are its tokens (vocabulary 256), split and cut into windows.
 
-Split rule (every corpus): the first 90% of bytes (n * 9 // 10) are "train", the
-rest "validation"; Tiny Shakespeare gives 1,003,854 / 111,540.
+Sources. A corpus ("tinyshakespeare", "tinystories", or the path of a local
+UTF-8 file) is prepared once by a TFDS builder (tfds_builder.prepare_text) into
+ArrayRecord in the cache folder, then read back through the builder's
+as_data_source(): the split's ordered 64 KiB records are joined once into a
+read-only uint8 array that equals the file's byte range exactly. Split rule
+(every corpus): the first 90% of bytes (n * 9 // 10) are "train", the rest
+"validation"; Tiny Shakespeare gives 1,003,854 / 111,540.
+
+"tfds:<name>" reads instead a TFDS dataset already prepared in ArrayRecord
+under `data_dir` (its TFDS data folder), without TensorFlow: the split is any
+of the dataset's own ("train", "test", ...; TFDS slices such as "train[:90%]"
+work too), and its examples' `feature` (a text or bytes feature, default
+"text"; str is encoded as UTF-8) are joined in record order with `separator`
+(default b"\n\n") between them.
 
 Training windows: each epoch cuts the train split into n // (context+1)
 non-overlapping windows of context+1 bytes, starting at a seeded random offset
@@ -26,10 +38,12 @@ import grain
 import numpy as np
 
 from data.paths import TINY_SHAKESPEARE, TINYSTORIES_SUBSET, RemoteFile, fetch
+from data.tfds_builder import TFDS_PREFIX, open_prepared, prepare_text
 
 VOCAB_SIZE = 256
 SPLITS = ("train", "validation")
 CORPORA: dict[str, RemoteFile] = {"tinyshakespeare": TINY_SHAKESPEARE, "tinystories": TINYSTORIES_SUBSET}
+_READ_BATCH = 256  # records fetched per data-source call when joining a split
 
 
 def split_bounds(num_bytes: int, split: str) -> tuple[int, int]:
@@ -56,8 +70,7 @@ def _corpus_path(name_or_path: str | os.PathLike, data_dir) -> pathlib.Path:
 class TextDataset:
     """One split of a byte-level corpus, cut into windows of `context` + 1 tokens.
 
-    `tokens` is a read-only uint8 view of the split's bytes (memory-mapped, so
-    large files cost no memory up front).
+    `tokens` is a read-only uint8 array of the split's bytes, held in memory.
     """
 
     tokens: np.ndarray
@@ -120,31 +133,95 @@ class TextDataset:
         return {"tokens": tokens, "mask": mask.astype(np.float32)}
 
 
+def _is_text_feature(spec) -> bool:
+    """Whether a TFDS feature holds one string (Text, or a scalar bytes Tensor) or a 1-D uint8 array."""
+    shape, dtype = getattr(spec, "shape", None), getattr(spec, "np_dtype", None)
+    if not isinstance(shape, tuple) or isinstance(dtype, dict):
+        return False
+    return (shape == () and np.dtype(dtype) == object) or (len(shape) == 1 and np.dtype(dtype) == np.uint8)
+
+
+def _as_bytes(value) -> bytes:
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return value.tobytes() if isinstance(value, np.ndarray) else bytes(value)
+
+
+def _join(source, feature: str, separator: bytes) -> np.ndarray:
+    """The `feature` values of all records of `source`, in order and joined by `separator`, as read-only uint8."""
+    joined = bytearray()
+    for start in range(0, len(source), _READ_BATCH):
+        records = source.__getitems__(list(range(start, min(start + _READ_BATCH, len(source)))))
+        for i, record in enumerate(records):
+            if start or i:
+                joined += separator
+            joined += _as_bytes(record[feature])
+    tokens = np.frombuffer(joined, np.uint8)
+    tokens.flags.writeable = False
+    return tokens
+
+
+def _tfds_tokens(name: str, split: str, data_dir, feature: str, separator: bytes) -> np.ndarray:
+    builder = open_prepared(name, data_dir)
+    features = builder.info.features
+    if feature not in features:
+        raise ValueError(
+            f"{name} has no feature {feature!r}: pass feature= one of its features ({', '.join(features.keys())})"
+        )
+    if not _is_text_feature(features[feature]):
+        raise ValueError(f"feature {feature!r} of {name} is {features[feature]!r}, not text or bytes")
+    available = builder.info.splits
+    if split.split("[")[0] not in available:
+        raise ValueError(f"unknown split {split!r} for {name}: available {', '.join(sorted(available))}")
+    return _join(builder.as_data_source(split=split), feature, separator)
+
+
+def _check_length(length: int, context: int, split: str, where) -> None:
+    if length < context + 1:
+        raise ValueError(
+            f"the {split} split of {where} has {length} bytes, fewer than context + 1 = {context + 1}:"
+            " use a smaller context or a longer file"
+        )
+
+
+def _corpus_tokens(path: pathlib.Path, split: str, context: int, cache_dir) -> np.ndarray:
+    size = path.stat().st_size
+    if size == 0:
+        raise ValueError(f"text file {path} is empty: give a file with some text in it")
+    start, stop = split_bounds(size, split)
+    # Checked before preparing, so no file with an empty split (which TFDS cannot write) is ever prepared.
+    _check_length(stop - start, context, split, path)
+    builder = prepare_text(path, {s: split_bounds(size, s) for s in SPLITS}, cache_dir=cache_dir)
+    return _join(builder.as_data_source(split=split), "text", b"")
+
+
 def text_dataset(
     name_or_path: str | os.PathLike,
     split: str,
     context: int,
     *,
     data_dir: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    feature: str = "text",
+    separator: bytes = b"\n\n",
 ) -> TextDataset:
-    """A split of a byte-level corpus: 'tinyshakespeare', 'tinystories', or the path of a local text file.
+    """A split of a byte-level corpus: 'tinyshakespeare', 'tinystories', a local text file's path, or 'tfds:<name>'.
 
     Known corpora are looked up in the data folder (downloaded when missing and
-    a canonical URL exists). Raises ValueError when the file is empty or the
-    split is shorter than context + 1 bytes.
+    a canonical URL exists); corpora and files are prepared once into the cache
+    folder. For 'tfds:<name>', data_dir is the TFDS data folder and `feature`
+    and `separator` say what to join (see the module docstring); they are not
+    used otherwise. Raises ValueError when the file is empty, the split or
+    feature is unknown, or the split is shorter than context + 1 bytes.
     """
     if context < 1:
         raise ValueError(f"context must be a positive number of tokens, got {context}")
-    path = _corpus_path(name_or_path, data_dir)
-    size = path.stat().st_size
-    if size == 0:
-        raise ValueError(f"text file {path} is empty: give a file with some text in it")
-    start, stop = split_bounds(size, split)
-    if stop - start < context + 1:
-        raise ValueError(
-            f"the {split} split of {path} has {stop - start} bytes, fewer than context + 1 = {context + 1}:"
-            " use a smaller context or a longer file"
-        )
-    tokens = np.memmap(path, dtype=np.uint8, mode="r")[start:stop]
-    name = str(name_or_path) if str(name_or_path) in CORPORA else path.stem
+    name = str(name_or_path)
+    if name.startswith(TFDS_PREFIX):
+        tokens = _tfds_tokens(name, split, data_dir, feature, separator)
+        _check_length(len(tokens), context, split, name)
+    else:
+        path = _corpus_path(name_or_path, data_dir)
+        tokens = _corpus_tokens(path, split, context, cache_dir)
+        name = name if name in CORPORA else path.stem
     return TextDataset(tokens=tokens, context=context, name=name, split=split)

@@ -14,6 +14,14 @@ SHARED = pathlib.Path(os.environ.get("MODZOO_DATA_DIR", "/nonexistent"))
 needs_shared = pytest.mark.skipif(not (SHARED / "tinyshakespeare.txt").is_file(), reason="shared data not present")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def private_cache(tmp_path_factory):
+    """Prepared copies go to a temporary cache folder, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MODZOO_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+
+
 @pytest.fixture
 def corpus(tmp_path):
     """A 5,003-byte synthetic corpus (seeded random bytes) and its bytes."""
