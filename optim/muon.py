@@ -1,0 +1,102 @@
+"""Muon baseline (Jordan 2024, modded-nanogpt; Bernstein & Newhouse 2024,
+"Old Optimizer, New Norm"): Nesterov momentum β = 0.95, then Newton–Schulz,
+scaled by max(1, d_out/d_in)^0.5, on hidden matrices and conv kernels (the
+kernel flattened to (k·k·c_in, c_out), as in Jordan's CIFAR-10 speedrun);
+AdamW on embeddings, the output layer, gains and biases.
+
+Built from ``optax.partition`` over labels read from each parameter's
+geometry role (never from ndim or names) and this package's one
+:func:`optim.orthogonalize` (run in float32 whatever the parameter dtype),
+rather than ``optax.contrib.muon``: that keeps one Newton–Schulz kernel in the
+project, so timings and accuracy compare like with like across Scion,
+normalized and Muon, and avoids contrib's defaults of sending every 2-D leaf
+(embedding and head included) to Muon and using NAdamW for the rest.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import optax
+
+from optim._tree import geometry_leaves, pair
+from optim.newton_schulz import orthogonalize, resolve
+
+MUON_ROLES = ("hidden", "conv")
+
+
+def scale_by_orthogonalized(geometry, *, ns_coeffs="muon", ns_steps: int | None = None) -> optax.GradientTransformation:
+    """Muon's direction: NS(u)·max(1, d_out/d_in)^0.5 for each leaf; conv
+    kernels as (k·k·c_in, c_out) matrices. ``geometry`` pairs with exactly
+    the leaves this transformation sees."""
+    resolve(ns_coeffs, ns_steps)
+    geos = geometry_leaves(geometry)
+
+    def update_fn(updates, state, params=None):
+        del params
+        leaves, treedef = pair(updates, geos)
+        out = []
+        for u, geo in zip(leaves, geos):
+            flat = u.reshape(*u.shape[:-4], -1, u.shape[-1]) if geo.role == "conv" else u
+            d_in, d_out = flat.shape[-2:]
+            o = orthogonalize(flat, coeffs=ns_coeffs, steps=ns_steps) * math.sqrt(max(1.0, d_out / d_in))
+            out.append(o.reshape(u.shape).astype(u.dtype))
+        return jax.tree.unflatten(treedef, out), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
+
+
+def muon(
+    learning_rate: optax.ScalarOrSchedule,
+    geometry,
+    *,
+    beta: float = 0.95,
+    nesterov: bool = True,
+    weight_decay: float = 0.0,
+    ns_coeffs="muon",
+    ns_steps: int | None = None,
+    adam_learning_rate: optax.ScalarOrSchedule | None = None,
+    adam_b1: float = 0.9,
+    adam_b2: float = 0.95,
+    adam_eps: float = 1e-8,
+    adam_weight_decay: float = 0.0,
+) -> optax.GradientTransformation:
+    """Muon on hidden/conv leaves, AdamW on the rest, routed by geometry role.
+
+    Args:
+      learning_rate: Muon's step size (float or schedule).
+      geometry: geometry tree pairing with the parameters by leaf order.
+      beta, nesterov: Muon's momentum (``optax.trace``).
+      weight_decay: decoupled decay of the Muon leaves (times the learning rate).
+      ns_coeffs, ns_steps: Newton–Schulz preset (Jordan's quintic by default).
+      adam_learning_rate: AdamW's step size (default: ``learning_rate``).
+      adam_b1, adam_b2, adam_eps, adam_weight_decay: AdamW's settings.
+    """
+    geos = geometry_leaves(geometry)
+    muon_geos = [g for g in geos if g.role in MUON_ROLES]
+
+    def labels(tree):
+        _, treedef = pair(tree, geos, "params")
+        return jax.tree.unflatten(treedef, ["muon" if g.role in MUON_ROLES else "adam" for g in geos])
+
+    no_decay = isinstance(weight_decay, (int, float)) and weight_decay == 0
+    decay = [] if no_decay else [optax.add_decayed_weights(weight_decay)]
+    return optax.partition(
+        {
+            "muon": optax.chain(
+                optax.trace(decay=beta, nesterov=nesterov),
+                scale_by_orthogonalized(muon_geos, ns_coeffs=ns_coeffs, ns_steps=ns_steps),
+                *decay,
+                optax.scale_by_learning_rate(learning_rate),
+            ),
+            "adam": optax.adamw(
+                learning_rate if adam_learning_rate is None else adam_learning_rate,
+                b1=adam_b1,
+                b2=adam_b2,
+                eps=adam_eps,
+                weight_decay=adam_weight_decay,
+            ),
+        },
+        labels,
+    )
