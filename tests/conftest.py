@@ -11,3 +11,18 @@ if _shared.is_dir():
 import jax  # noqa: E402
 
 assert jax.device_count() == 8, "tests expect 8 simulated CPU devices; set XLA_FLAGS before importing jax"
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def cifar_cache(tmp_path_factory):
+    """CIFAR-10 prepared once per test session from the shared JPEG tarball into a temporary cache."""
+    import data
+
+    if not (_shared / "cifar10-jpg.tar.gz").is_file():
+        pytest.skip("shared data not present")
+    cache = tmp_path_factory.mktemp("cache")
+    data.image_dataset("cifar10", "train", cache_dir=cache)
+    return cache

@@ -17,16 +17,6 @@ SHARED = pathlib.Path(os.environ.get("MODZOO_DATA_DIR", "/nonexistent"))
 CLASSES = ("cat", "dog", "emu")
 
 
-@pytest.fixture(scope="session")
-def cifar_cache(tmp_path_factory):
-    """CIFAR-10 prepared once per session from the shared JPEG tarball into a temporary cache."""
-    if not (SHARED / "cifar10-jpg.tar.gz").is_file():
-        pytest.skip("shared data not present")
-    cache = tmp_path_factory.mktemp("cache")
-    data.image_dataset("cifar10", "train", cache_dir=cache)
-    return cache
-
-
 def _pixels(n, shape=(6, 5, 3), seed=0):
     return np.random.default_rng(seed).integers(0, 256, (n, *shape), dtype=np.uint8)
 

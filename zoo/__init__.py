@@ -8,6 +8,7 @@
 
 from zoo import presets as _presets  # noqa: F401  (registers the catalog)
 from zoo.geometry import geometry, modular_norm
+from zoo.pretrained import load
 from zoo.registry import build, create, get_config, list_models, register
 
-__all__ = ["build", "create", "geometry", "get_config", "list_models", "modular_norm", "register"]
+__all__ = ["build", "create", "geometry", "get_config", "list_models", "load", "modular_norm", "register"]

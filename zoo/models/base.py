@@ -44,8 +44,13 @@ class Classifier(Model):
         return batch["image"]
 
     def loss(self, batch):
+        """Mean cross-entropy; an optional ``"mask": (B,)`` weights examples (padding = 0)."""
         logits = self(batch["image"]).astype(jnp.float32)
         labels = batch["label"]
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
-        accuracy = (logits.argmax(-1) == labels).mean()
-        return loss, {"loss": loss, "accuracy": accuracy}
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+        mask = batch.get("mask")
+        mask = jnp.ones_like(losses) if mask is None else mask.astype(jnp.float32)
+        weight = jnp.maximum(mask.sum(), 1.0)
+        loss = (losses * mask).sum() / weight
+        accuracy = ((logits.argmax(-1) == labels) * mask).sum() / weight
+        return loss, {"loss": loss, "accuracy": accuracy, "weight": mask.sum()}

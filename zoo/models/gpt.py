@@ -99,8 +99,17 @@ class GPT(Model):
         return batch["tokens"][:, :-1]
 
     def loss(self, batch):
-        """Mean next-token cross-entropy in nats per token; batch ``{"tokens": (B, T+1)}``."""
+        """Mean next-token cross-entropy in nats per token.
+
+        ``batch = {"tokens": (B, T+1)}``, optionally ``"mask": (B, T)`` weighting
+        each target (evaluation batches pad with zeros); ``metrics["weight"]``
+        is the number of targets scored, so batch means can be pooled exactly.
+        """
         tokens = batch["tokens"]
         logits = self(tokens[:, :-1]).astype(jnp.float32)
-        loss = optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
-        return loss, {"loss": loss}
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:])
+        mask = batch.get("mask")
+        mask = jnp.ones_like(losses) if mask is None else mask.astype(jnp.float32)
+        weight = mask.sum()
+        loss = (losses * mask).sum() / jnp.maximum(weight, 1.0)
+        return loss, {"loss": loss, "weight": weight}

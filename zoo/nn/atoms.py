@@ -49,7 +49,9 @@ class Linear(Atom):
     def __call__(self, x: jax.Array) -> jax.Array:
         w = self.kernel[...]
         dtype = self.dtype or x.dtype
-        return jnp.matmul(x.astype(dtype), w.astype(dtype))
+        # a 2-D product: XLA's CPU backend runs the weight gradient of a (B, T, d) product 2-3x slower
+        y = jnp.matmul(x.reshape(-1, x.shape[-1]).astype(dtype), w.astype(dtype))
+        return y.reshape(*x.shape[:-1], w.shape[-1])
 
 
 class Embed(Atom):

@@ -1,0 +1,15 @@
+"""Fine-tune the pretrained Shakespeare GPT on the TinyStories subset.
+
+    modzoo train --config configs/gpt_finetune_tinystories.py --workdir runs/gpt_finetune_tinystories
+
+Identical to gpt_tinystories.py but starts from the shipped ``gpt-shakespeare``
+weights (``init_from``); compare the two runs' validation losses.
+"""
+
+from configs import gpt_tinystories
+
+
+def get_config(arg=None):
+    c = gpt_tinystories.get_config(arg)
+    c.init_from = "gpt-shakespeare"
+    return c

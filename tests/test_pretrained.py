@@ -1,0 +1,66 @@
+"""Shipped pretrained models: their recorded metrics reproduce, corruption is caught, fine-tuning helps."""
+
+import shutil
+
+import pytest
+
+import zoo
+from configs import gpt_finetune_tinystories, gpt_tinystories
+from zoo import pretrained
+from zoo.train import evaluate, train
+
+ENTRIES = pretrained.catalog()
+
+
+def test_at_least_two_small_models_are_shipped():
+    families = {zoo.get_config(e["model"]).family for e in ENTRIES.values()}
+    assert "gpt" in families and families & {"resmlp", "resnet"}
+    for name, entry in ENTRIES.items():
+        size = (pretrained.HERE / entry["file"]).stat().st_size
+        assert size == entry["bytes"] and size < 8 * 2**20, name
+        assert entry["command"].startswith("modzoo train --config configs/") and entry["metric"]
+
+
+@pytest.mark.parametrize("name", sorted(ENTRIES))
+def test_shipped_model_reproduces_its_metric(name, cifar_cache, monkeypatch):
+    monkeypatch.setenv("MODZOO_CACHE_DIR", str(cifar_cache))
+    entry = ENTRIES[name]
+    module = entry["config"].removesuffix(".py").replace("/", ".")
+    config = __import__(module, fromlist=["get_config"]).get_config()
+    metrics = evaluate(config, name)
+    for key, value in entry["metric"].items():
+        assert metrics[key] == pytest.approx(value, abs=0.02), key
+    model = zoo.load(name)
+    assert type(model).__name__ in ("GPT", "ResMLP", "ResNet")
+
+
+def test_corrupted_shipped_file_is_detected(tmp_path, monkeypatch):
+    name = next(n for n, e in ENTRIES.items() if e["model"].startswith("gpt"))
+    copy = tmp_path / "pretrained"
+    shutil.copytree(pretrained.HERE, copy)
+    path = copy / ENTRIES[name]["file"]
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    monkeypatch.setattr(pretrained, "HERE", copy)
+    monkeypatch.setattr(pretrained, "CATALOG", copy / "catalog.json")
+    with pytest.raises(ValueError, match="is corrupt: sha256"):
+        zoo.load(name)
+
+
+def test_unknown_pretrained_name_lists_entries():
+    with pytest.raises(KeyError, match="no pretrained weights named 'nope'; available: "):
+        zoo.load("nope")
+
+
+def test_finetuning_beats_training_from_scratch(tmp_path):
+    """Same steps, same data: starting from the Shakespeare GPT reaches a lower TinyStories loss."""
+    steps = 30
+    scratch = gpt_tinystories.get_config()
+    tuned = gpt_finetune_tinystories.get_config()
+    for c in (scratch, tuned):
+        c.train.update({"steps": steps, "log_every": 10, "sample_tokens": 0, "checkpoint_every": 0})
+        c.mesh.data = 1
+    a = train(scratch, tmp_path / "scratch", quiet=True)
+    b = train(tuned, tmp_path / "tuned", quiet=True)
+    assert b["eval"]["loss"] < a["eval"]["loss"] - 0.1, (a["eval"], b["eval"])
