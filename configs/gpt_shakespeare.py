@@ -16,11 +16,12 @@ def get_config(arg=None):
         model={"name": "gpt-shakespeare"},
         data={"name": "tinyshakespeare"},
         optim="normalized_adam",
-        learning_rates={"scion": 0.05, "normalized_adam": 0.5, "muon": 0.02, "adamw": 3e-3},
-        steps=3000,
+        learning_rates={"scion": 0.05, "normalized_adam": 0.1, "muon": 0.02, "adamw": 3e-3},
+        steps=1500,
         batch_size=32,
         arg=arg,
     )
+    c.train.log_every = 50
     if c.test:
         c.model.update({"width": 32, "depth": 1, "context": 16})
         c.train.update({"steps": 6, "batch_size": 8, "log_every": 1, "checkpoint_every": 3, "eval_batch_size": 512,

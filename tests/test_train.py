@@ -29,7 +29,7 @@ def test_one_device_and_eight_devices_agree(tmp_path):
     assert len(a["train_losses"]) == 6
     np.testing.assert_allclose(a["train_losses"], b["train_losses"], rtol=1e-4)
     assert a["eval"]["loss"] == pytest.approx(b["eval"]["loss"], rel=1e-4)
-    assert a["train_losses"][-1] < a["train_losses"][0] - 0.5  # it trains
+    assert a["train_losses"][-1] < a["train_losses"][0] - 0.2  # it trains
 
 
 def test_resume_is_bit_identical(tmp_path):

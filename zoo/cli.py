@@ -28,10 +28,16 @@ def _overrides(pairs: list[str]) -> dict:
 def _list(args) -> None:
     from zoo.summary import catalog
 
+    from zoo import pretrained
+
+    shipped = pretrained.catalog()
     rows = catalog(args.pattern)
-    print(f"{'name':<18}{'family':<8}{'width':>7}{'depth':>7}{'params':>14}")
+    print(f"{'name':<18}{'family':<8}{'width':>7}{'depth':>7}{'params':>14}  pretrained")
     for r in rows:
-        print(f"{r['name']:<18}{r['family']:<8}{r['width']:>7}{r['depth']:>7}{r['params']:>14,}")
+        mark = ", ".join(n for n, e in shipped.items() if e["model"] == r["name"])
+        print(f"{r['name']:<18}{r['family']:<8}{r['width']:>7}{r['depth']:>7}{r['params']:>14,}  {mark}")
+    for name, e in shipped.items():
+        print(f"pretrained {name}: {e['model']} {e['overrides']}, {e['metric']}; made by: {e['command']}")
 
 
 def _coord_check(args) -> None:
@@ -103,7 +109,8 @@ def _export(argv) -> None:
     metrics = evaluate(fv.config, fv.workdir)
     params = pretrained.load_params(fv.workdir, param_target(fv.config))
     fields = fv.config.model.to_dict()
-    train_args = [a for a in argv if not a.startswith("--name")]
+    train_args = [a for i, a in enumerate(argv)
+                  if not a.startswith("--name") and not (i and argv[i - 1] == "--name")]
     config_file = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None) or \
         argv[argv.index("--config") + 1]
     path = pretrained.export(params, fv.name, model=fields.pop("name"), overrides=fields,

@@ -9,6 +9,14 @@ import optax
 from zoo.nn import Module, Residual, Sequential
 
 
+def random_images(cfg, batch_size: int, key: jax.Array) -> dict:
+    """Standard-normal images of ``cfg``'s size and random labels: an image config's ``example_batch``."""
+    k1, k2 = jax.random.split(key)
+    shape = (batch_size, cfg.image_size, cfg.image_size, cfg.channels)
+    return {"image": jax.random.normal(k1, shape, jnp.float32),
+            "label": jax.random.randint(k2, (batch_size,), 0, cfg.classes, jnp.int32)}
+
+
 class Model(Sequential):
     """A model whose root is a composition of named stages.
 

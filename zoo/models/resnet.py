@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo import nn
-from zoo.models.base import Classifier
+from zoo.models.base import Classifier, random_images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,10 +38,7 @@ class ResNetConfig:
 
     def example_batch(self, batch_size: int, key: jax.Array) -> dict:
         """Standard-normal images and random labels."""
-        k1, k2 = jax.random.split(key)
-        shape = (batch_size, self.image_size, self.image_size, self.channels)
-        return {"image": jax.random.normal(k1, shape, jnp.float32),
-                "label": jax.random.randint(k2, (batch_size,), 0, self.classes, jnp.int32)}
+        return random_images(self, batch_size, key)
 
 
 class ResNet(Classifier):

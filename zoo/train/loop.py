@@ -14,7 +14,6 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx
