@@ -124,6 +124,7 @@ def _atomic_write(path: pathlib.Path, blob: bytes) -> None:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
