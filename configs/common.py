@@ -50,7 +50,7 @@ def base(*, model: dict, data: dict, optim: str, learning_rates: dict[str, float
     t.batch_size = batch_size
     t.eval_batch_size = 64
     t.log_every = 25
-    t.eval_every = 0
+    t.eval_every = 500
     t.checkpoint_every = 500
     t.keep = 2
     t.sample_tokens = 300
