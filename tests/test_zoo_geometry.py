@@ -23,7 +23,7 @@ def _params(model):
             for path, p in nnx.to_flat_state(nnx.state(model, nnx.Param))]
 
 
-def _slices(w, meta, core):
+def _slices(w, meta):
     stack = sum(1 for a in meta["axes"] if a == "layers")
     return w.reshape((-1,) + w.shape[stack:]) if stack else w[None]
 
@@ -32,7 +32,7 @@ def _slices(w, meta, core):
 def test_initial_weights_on_their_norm(name):
     model = zoo.create(name, rngs=nnx.Rngs(1), **SMALL[name])
     for path, w, meta in _params(model):
-        for s in _slices(w, meta, None):
+        for s in _slices(w, meta):
             if meta["norm"] == "spectral":
                 d_in, d_out = s.shape
                 op = np.linalg.svd(s, compute_uv=False)[0] * math.sqrt(d_in / d_out)
@@ -161,7 +161,7 @@ def test_modular_norm_against_numpy():
     expect = 0.0
     for (path, _, meta), w in zip(_params(model), jax.tree.leaves(tree)):
         w = np.asarray(w)
-        for s in _slices(w, meta, None):
+        for s in _slices(w, meta):
             if meta["norm"] == "spectral":
                 n = np.linalg.svd(s, compute_uv=False)[0] * math.sqrt(s.shape[0] / s.shape[1])
             else:

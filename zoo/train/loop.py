@@ -175,7 +175,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
     ckpt = Checkpointer(run.workdir, max_to_keep=config.train.keep)
     writer = MetricWriter(run.workdir)
     start = ckpt.latest_step() or 0
-    meta = {"config": json.loads(config.to_json()), "model": run.model_cfg.__class__.__name__}
+    meta = {"config": json.loads(config.to_json())}
     if start:
         saved_model = ckpt.meta(start)["config"]["model"]
         if saved_model != meta["config"]["model"]:
