@@ -64,3 +64,27 @@ def test_finetuning_beats_training_from_scratch(tmp_path):
     a = train(scratch, tmp_path / "scratch", quiet=True)
     b = train(tuned, tmp_path / "tuned", quiet=True)
     assert b["eval"]["loss"] < a["eval"]["loss"] - 0.1, (a["eval"], b["eval"])
+
+
+def test_checkpoint_written_before_the_layers_rename_still_loads(tmp_path):
+    """A workdir whose params still use the old ``blocks.step`` path restores under ``blocks.layers``."""
+    import jax
+    import numpy as np
+    import orbax.checkpoint as ocp
+    from flax import nnx
+
+    from zoo.train.checkpoint import restore_params
+
+    model = zoo.create("gpt-tiny", rngs=nnx.Rngs(0), width=32, depth=2, heads=2, context=16, vocab=64)
+    params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+    assert "layers" in params["blocks"]
+    legacy = pretrained.renamed(params, {"layers": "step"})
+    manager = ocp.CheckpointManager(tmp_path / "checkpoints")
+    manager.save(3, args=ocp.args.Composite(params=ocp.args.StandardSave(legacy)))
+    manager.wait_until_finished()
+    manager.close()
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), params)
+    restored = restore_params(tmp_path, target)
+    assert jax.tree.structure(restored) == jax.tree.structure(params)
+    for got, want in zip(jax.tree.leaves(restored), jax.tree.leaves(params)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))

@@ -115,7 +115,7 @@ def test_residual_multipliers_and_sensitivity():
     assert stack.sensitivity() == 1.0
     x = jax.random.normal(jax.random.key(0), (3, 4))
     # scan equals an explicit loop of (1 - 1/L) x + (1/L) f_l(x)
-    kernels = [np.asarray(stack.step.f.layer0.kernel[...]), np.asarray(stack.step.f.layer1.kernel[...])]
+    kernels = [np.asarray(stack.layers.f.layer0.kernel[...]), np.asarray(stack.layers.f.layer1.kernel[...])]
     h = np.asarray(x)
     for l in range(5):
         h = (1 - 1 / 5) * h + (1 / 5) * (h @ kernels[0][l] @ kernels[1][l])
@@ -133,10 +133,10 @@ def test_gpt_multipliers_match_closed_form_at_any_depth(depth):
     c = _multipliers(model)
     expect = {
         "embed.lookup.token.table": 1 / 7, "embed.lookup.position.table": 1 / 7, "logits.linear.kernel": 1 / 7,
-        "blocks.step.attn.out.kernel": 5 / 21, "blocks.step.mlp.up.kernel": 5 / 21,
-        "blocks.step.mlp.down.kernel": 5 / 21,
-        "blocks.step.attn.qkv.q.linear.kernel": 15 / 21, "blocks.step.attn.qkv.k.linear.kernel": 15 / 21,
-        "blocks.step.attn.qkv.v.linear.kernel": 15 / 21,
+        "blocks.layers.attn.out.kernel": 5 / 21, "blocks.layers.mlp.up.kernel": 5 / 21,
+        "blocks.layers.mlp.down.kernel": 5 / 21,
+        "blocks.layers.attn.qkv.q.linear.kernel": 15 / 21, "blocks.layers.attn.qkv.k.linear.kernel": 15 / 21,
+        "blocks.layers.attn.qkv.v.linear.kernel": 15 / 21,
     }
     assert c.keys() == expect.keys()
     for k in expect:
@@ -148,8 +148,8 @@ def test_resmlp_multipliers_match_closed_form():
     c = _multipliers(model)
     assert c["input.linear.kernel"] == pytest.approx(1 / 3)
     assert c["logits.linear.kernel"] == pytest.approx(1 / 3)
-    assert c["blocks.step.mlp.up.kernel"] == pytest.approx(1 / 6)
-    assert c["blocks.step.mlp.down.kernel"] == pytest.approx(1 / 6)
+    assert c["blocks.layers.mlp.up.kernel"] == pytest.approx(1 / 6)
+    assert c["blocks.layers.mlp.down.kernel"] == pytest.approx(1 / 6)
 
 
 def test_modular_norm_against_numpy():

@@ -17,6 +17,20 @@ def random_images(cfg, batch_size: int, key: jax.Array) -> dict:
             "label": jax.random.randint(k2, (batch_size,), 0, cfg.classes, jnp.int32)}
 
 
+LAYER_LOOPS = ("auto", "scan", "unroll")
+UNROLL_MAX_DEPTH = 16
+"""``layer_loop="auto"`` unrolls stacks of at most this many steps and scans deeper ones (measured: see README)."""
+
+
+def scan_layers(layer_loop: str, depth: int) -> bool:
+    """Whether a residual stack of ``depth`` steps is scanned (``nnx.scan``) or unrolled, per ``layer_loop``."""
+    if layer_loop not in LAYER_LOOPS:
+        raise ValueError(f"unknown layer_loop {layer_loop!r}; choose one of {LAYER_LOOPS}")
+    if layer_loop == "auto":
+        return depth > UNROLL_MAX_DEPTH
+    return layer_loop == "scan"
+
+
 class Model(Sequential):
     """A model whose root is a composition of named stages.
 

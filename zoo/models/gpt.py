@@ -6,7 +6,7 @@ embeddings (mass 1 together), a residual stack of attention and MLP branches
 RMSNorm, attention logits scaled by 1/d_head, GELU/1.1289, no biases or
 gains. The resulting multipliers are 1/7 for the embeddings and head, 5/21 for
 the attention out-projection and MLP matrices and 15/21 for Q, K and V, at any
-depth. Blocks are stacked and scanned.
+depth. Blocks are stacked, then scanned or unrolled (``layer_loop``).
 """
 
 from __future__ import annotations
@@ -20,14 +20,18 @@ import optax
 from flax import nnx
 
 from zoo import nn
-from zoo.models.base import Model
+from zoo.models.base import Model, scan_layers
 
 EMBED_MASS, BLOCKS_MASS, HEAD_MASS = 1.0, 5.0, 1.0
 
 
 @dataclasses.dataclass(frozen=True)
 class GPTConfig:
-    """GPT sizes. ``width`` must be divisible by ``heads``; ``dtype`` is the compute dtype."""
+    """GPT sizes. ``width`` must be divisible by ``heads``; ``dtype`` is the compute dtype.
+
+    ``layer_loop`` ("auto", "scan", "unroll") and ``attention`` ("auto",
+    "explicit", "xla", "cudnn") choose how the same function is computed.
+    """
 
     width: int = 128
     depth: int = 4
@@ -37,6 +41,8 @@ class GPTConfig:
     mlp_ratio: int = 4
     dtype: str = "float32"
     remat: bool = False
+    layer_loop: str = "auto"
+    attention: str = "auto"
     family: ClassVar[str] = "gpt"
 
     def build(self, *, rngs: nnx.Rngs) -> GPT:
@@ -55,7 +61,7 @@ def _attention(cfg: GPTConfig, dtype, rngs: nnx.Rngs) -> nn.Module:
     return nn.Sequential(
         norm=nn.RMSNorm(),
         qkv=nn.Parallel(q=proj(), k=proj(), v=proj()),  # concatenation of sensitivity 3 ...
-        attend=nn.Scaled(1 / 3, nn.Attention(causal=True)),  # ... brought back to 1
+        attend=nn.Scaled(1 / 3, nn.DotProductAttention(causal=True, implementation=cfg.attention)),  # ... brought back to 1
         merge=nn.MergeHeads(),
         out=nn.Linear(cfg.width, cfg.width, axes=("heads", "embed"), dtype=dtype, rngs=rngs),
     )
@@ -87,7 +93,8 @@ class GPT(Model):
             mean=nn.Scaled(0.5, nn.Add()),
         )
         blocks = nn.Residual(lambda r: {"attn": _attention(cfg, dtype, r), "mlp": _mlp(cfg, dtype, r)},
-                             cfg.depth, mass=BLOCKS_MASS, remat=cfg.remat, rngs=rngs)
+                             cfg.depth, mass=BLOCKS_MASS, remat=cfg.remat,
+                             scan=scan_layers(cfg.layer_loop, cfg.depth), rngs=rngs)
         head = nn.Sequential(
             norm=nn.RMSNorm(),
             linear=nn.Linear(cfg.width, cfg.vocab, role="output", axes=("embed", "vocab"), mass=HEAD_MASS,

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo import nn
-from zoo.models.base import Classifier, random_images
+from zoo.models.base import Classifier, random_images, scan_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +28,7 @@ class ResMLPConfig:
     channels: int = 3
     classes: int = 10
     dtype: str = "float32"
+    layer_loop: str = "auto"
     family: ClassVar[str] = "resmlp"
 
     def build(self, *, rngs: nnx.Rngs) -> ResMLP:
@@ -56,7 +57,8 @@ class ResMLP(Classifier):
         super().__init__({
             "input": nn.Sequential(flatten=nn.Flatten(),
                                    linear=nn.Linear(d_in, w, axes=(None, "embed"), dtype=dtype, rngs=rngs)),
-            "blocks": nn.Residual(branch, cfg.depth, mass=1.0, rngs=rngs),
+            "blocks": nn.Residual(branch, cfg.depth, mass=1.0, scan=scan_layers(cfg.layer_loop, cfg.depth),
+                                    rngs=rngs),
             "logits": nn.Sequential(norm=nn.RMSNorm(),
                                     linear=nn.Linear(w, cfg.classes, role="output", axes=("embed", None),
                                                      dtype=dtype, rngs=rngs)),

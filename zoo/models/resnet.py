@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo import nn
-from zoo.models.base import Classifier, random_images
+from zoo.models.base import Classifier, random_images, scan_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,6 +31,7 @@ class ResNetConfig:
     channels: int = 3
     classes: int = 10
     dtype: str = "float32"
+    layer_loop: str = "auto"
     family: ClassVar[str] = "resnet"
 
     def build(self, *, rngs: nnx.Rngs) -> ResNet:
@@ -64,7 +65,8 @@ class ResNet(Classifier):
             c = cfg.width * 2 ** s
             if s:
                 stages[f"down{s}"] = nn.Sequential(pool=nn.AvgPool(2), conv=conv(c // 2, c, rngs, size=1))
-            stages[f"stage{s}"] = nn.Residual(branch(c), cfg.depth, mass=1.0, rngs=rngs)
+            stages[f"stage{s}"] = nn.Residual(branch(c), cfg.depth, mass=1.0,
+                                              scan=scan_layers(cfg.layer_loop, cfg.depth), rngs=rngs)
         c_last = cfg.width * 2 ** (cfg.stages - 1)
         stages["logits"] = nn.Sequential(pool=nn.GlobalAvgPool(), norm=nn.RMSNorm(),
                                           linear=nn.Linear(c_last, cfg.classes, role="output",

@@ -1,13 +1,13 @@
 """Atoms, bonds and combinators of the modular norm, as ordinary Flax NNX modules."""
 
 from zoo.nn.atoms import Conv2D, Embed, Linear, PositionEmbed
-from zoo.nn.bonds import (GELU, Add, Attention, AvgPool, Flatten, GlobalAvgPool, MeanSubtract,
+from zoo.nn.bonds import (GELU, Add, AvgPool, DotProductAttention, Flatten, GlobalAvgPool, MeanSubtract,
                           MergeHeads, ReLU, RMSNorm, SplitHeads)
 from zoo.nn.combinators import Parallel, Residual, Scaled, Sequential
 from zoo.nn.module import Atom, Bond, Module, assign_geometry
 
 __all__ = [
-    "Add", "Atom", "Attention", "AvgPool", "Bond", "Conv2D", "Embed", "Flatten", "GELU", "GlobalAvgPool",
+    "Add", "Atom", "AvgPool", "Bond", "Conv2D", "DotProductAttention", "Embed", "Flatten", "GELU", "GlobalAvgPool",
     "Linear", "MeanSubtract", "MergeHeads", "Module", "Parallel", "PositionEmbed", "RMSNorm", "ReLU", "Residual", "Scaled",
     "Sequential", "SplitHeads", "assign_geometry",
 ]

@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from optim.geometry import STACK_AXIS
@@ -137,42 +138,48 @@ class Scaled(_Compound):
 
 
 class Residual(_Compound):
-    """``depth`` residual steps over stacked branches, run with ``nnx.scan``.
+    """``depth`` residual steps over stacked branches, scanned or unrolled.
 
     ``make_branches(rngs)`` builds one step's branches as a dict of named
-    modules (or a sequence); it is called under ``nnx.vmap`` so every
-    parameter gets a leading ``"layers"`` axis of size ``depth`` and compile
-    time does not grow with depth. Each step applies
+    modules (or a sequence); it is called under ``nnx.vmap``, so every
+    parameter gets a leading ``"layers"`` axis of size ``depth`` (parameter
+    paths read ``<stage>.layers.<branch>...``). Each step applies
     x <- (1 - alpha) x + alpha * b(x) for each branch in order, with
     alpha = 1 / (len(branches) * depth) (Large et al. 2024, §4: residual
     networks whose sensitivity stays 1). Branches must have sensitivity 1.
-    ``remat=True`` recomputes each step's activations in the backward pass.
+
+    ``scan=True`` runs the steps with ``nnx.scan`` (compile time flat in
+    depth); ``scan=False`` unrolls them over slices of the same stacked
+    parameters (MaxText's ``scan_layers`` switch; faster on XLA:CPU). Both give
+    the same parameter tree and the same function. ``remat=True`` recomputes
+    each step's activations in the backward pass.
     """
 
     def __init__(self, make_branches: Callable[[nnx.Rngs], Sequence[Module] | dict[str, Module]], depth: int, *,
-                 mass: float | None = None, remat: bool = False, rngs: nnx.Rngs):
+                 mass: float | None = None, remat: bool = False, scan: bool = True, rngs: nnx.Rngs):
         super().__init__(mass)
         if depth < 1:
             raise ValueError(f"depth must be >= 1, got {depth}")
         self.depth = int(depth)
         self.remat = remat
+        self.scan = scan
 
         def container(r):
             branches = make_branches(r)
             return Parallel(**branches) if isinstance(branches, dict) else Parallel(*branches)
 
-        self.step = nnx.split_rngs(splits=self.depth)(nnx.vmap(container, in_axes=(0,), out_axes=0))(rngs)
+        self.layers = nnx.split_rngs(splits=self.depth)(nnx.vmap(container, in_axes=(0,), out_axes=0))(rngs)
         for branch in self._children():
             s = branch.sensitivity()
             if not math.isclose(s, 1.0, rel_tol=1e-9):
                 raise ValueError(f"Residual branches need sensitivity 1, {type(branch).__name__} has {s}; "
                                  "normalize it (e.g. RMSNorm first, scaled activations)")
-        for _, value in nnx.iter_graph(self.step):
+        for _, value in nnx.iter_graph(self.layers):
             if isinstance(value, nnx.Param):
                 value.set_metadata(axes=(STACK_AXIS,) + tuple(value.get_metadata()["axes"]))
 
     def _children(self):
-        return self.step._children()
+        return self.layers._children()
 
     def _own_mass(self) -> float:
         return self.depth * sum(b.mass() for b in self._children())
@@ -188,22 +195,37 @@ class Residual(_Compound):
             # per stacked copy: mass share of one step (1/depth of the stack)
             yield branch, target * len(branches) * fraction, fraction / self.depth
 
-    def _scan(self, x, collect: bool):
+    def _run(self, x, collect: bool):
         alpha = 1.0 / (len(self._children()) * self.depth)
 
         def step(container, h):
             for b in container._children():
                 h = (1.0 - alpha) * h + alpha * b(h)
-            return h, (h if collect else None)
+            return h
 
-        if self.remat:
-            step = nnx.remat(step)
-        scan = nnx.scan(step, in_axes=(0, nnx.Carry), out_axes=(nnx.Carry, 0))
-        return scan(self.step, x)
+        if self.scan:
+            def body(container, h):
+                h = step(container, h)
+                return h, (h if collect else None)
+
+            body = nnx.remat(body) if self.remat else body
+            return nnx.scan(body, in_axes=(0, nnx.Carry), out_axes=(nnx.Carry, 0))(self.layers, x)
+
+        graphdef, state = nnx.split(self.layers)
+
+        def pure_step(layer_state, h):
+            return step(nnx.merge(graphdef, layer_state), h)
+
+        pure_step = jax.checkpoint(pure_step) if self.remat else pure_step
+        outputs = []
+        for i in range(self.depth):
+            x = pure_step(jax.tree.map(lambda a: a[i], state), x)
+            outputs.append(x)
+        return x, (jnp.stack(outputs) if collect else None)
 
     def __call__(self, x):
-        return self._scan(x, collect=False)[0]
+        return self._run(x, collect=False)[0]
 
     def trace(self, x) -> tuple[jax.Array, jax.Array]:
         """Run all steps; also return each step's output stacked on axis 0."""
-        return self._scan(x, collect=True)
+        return self._run(x, collect=True)

@@ -58,6 +58,17 @@ def weights_path(name: str) -> pathlib.Path:
     return path
 
 
+LEGACY_NAMES = {"step": "layers"}
+"""Parameter-path keys renamed since files were first written: ``blocks.step`` became ``blocks.layers``."""
+
+
+def renamed(tree, names: dict[str, str] = LEGACY_NAMES):
+    """``tree`` (nested dicts) with every key in ``names`` replaced, so files written before a rename still load."""
+    if not isinstance(tree, dict):
+        return tree
+    return {names.get(k, k): renamed(v, names) for k, v in tree.items()}
+
+
 def _check_against(params, target, source: str):
     got = {jax.tree_util.keystr(p): np.shape(x) for p, x in jax.tree_util.tree_leaves_with_path(params)}
     want = {jax.tree_util.keystr(p): tuple(x.shape) for p, x in jax.tree_util.tree_leaves_with_path(target)}
@@ -77,7 +88,7 @@ def load_params(source: str, target):
     path = pathlib.Path(source)
     if source in catalog() or path.suffix == ".msgpack":
         file = weights_path(source) if source in catalog() else path
-        params = serialization.msgpack_restore(file.read_bytes())
+        params = renamed(serialization.msgpack_restore(file.read_bytes()))
         _check_against(params, target, str(source))
         return jax.tree.map(lambda x, t: jax.device_put(np.asarray(x, t.dtype), t.sharding), params, target)
     if path.is_dir():
@@ -98,7 +109,7 @@ def load(name: str, *, pretrained: bool = True, seed: int = 0) -> nnx.Module:
     model = create(entry["model"], rngs=nnx.Rngs(seed), **entry.get("overrides", {}))
     if pretrained:
         state = nnx.state(model)
-        params = serialization.msgpack_restore(weights_path(name).read_bytes())
+        params = renamed(serialization.msgpack_restore(weights_path(name).read_bytes()))
         _check_against(params, nnx.to_pure_dict(state), name)
         nnx.replace_by_pure_dict(state, jax.tree.map(np.asarray, params))
         nnx.update(model, state)

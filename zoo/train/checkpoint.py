@@ -69,6 +69,18 @@ def restore_params(path: str | pathlib.Path, target) -> dict:
     step = manager.latest_step()
     if step is None:
         raise FileNotFoundError(f"no checkpoint under {directory}; give a workdir that holds a finished run")
-    out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))
-    manager.close()
-    return out["params"]
+    try:
+        try:
+            out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(target)))
+            return out["params"]
+        except (ValueError, KeyError):
+            # Written before parameter paths were renamed (``blocks.step`` -> ``blocks.layers``)?
+            from zoo.pretrained import LEGACY_NAMES, renamed
+
+            legacy = renamed(target, {new: old for old, new in LEGACY_NAMES.items()})
+            if legacy == target:
+                raise
+            out = manager.restore(step, args=ocp.args.Composite(params=ocp.args.StandardRestore(legacy)))
+            return renamed(out["params"])
+    finally:
+        manager.close()
