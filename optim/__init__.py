@@ -6,8 +6,8 @@ tree (``zoo.geometry(model)``) that pairs with the parameters by leaf order.
 """
 
 from optim import geometry, lmo, norms
-from optim.baselines import adamw
-from optim.factory import OPTIMIZERS, build
+from optim.adamw import adamw
+from optim.builder import OPTIMIZERS, build, from_settings, learning_rate_at, peak_learning_rate, schedule
 from optim.muon import muon
 from optim.newton_schulz import DEFAULT_PRESET, PRESETS, orthogonalize
 from optim.normalized import dual, normalized, normalized_adam, normalized_sgd, scale_by_modular_norm
@@ -20,7 +20,9 @@ __all__ = [
     "adamw",
     "build",
     "dual",
+    "from_settings",
     "geometry",
+    "learning_rate_at",
     "lmo",
     "muon",
     "normalized",
@@ -28,8 +30,10 @@ __all__ = [
     "normalized_sgd",
     "norms",
     "orthogonalize",
+    "peak_learning_rate",
     "scale_by_modular_norm",
     "scale_by_scion",
+    "schedule",
     "scion",
     "scion_init",
 ]

@@ -3,7 +3,7 @@
 ``geometry(model)`` gives one :class:`optim.Geometry` per parameter in a tree
 with the structure of ``nnx.state(model, nnx.Param)``; optimizers take it once
 when they are built. ``modular_norm`` is max_k ||w_k|| / c_k (Large et al.
-2024, Prop. 3 unrolled; REFERENCE §1 closed form).
+2024, §3, Prop. 3 unrolled into a max over atoms).
 """
 
 from __future__ import annotations
@@ -53,3 +53,21 @@ def modular_norm(geometry_tree, tree) -> jax.Array:
     """Modular norm max_k ||w_k|| / c_k of weights or an update (atoms with c_k = 0 are skipped)."""
     values = [jnp.max(norms.norm_of(g, a)) / g.multiplier for g, a in pair(geometry_tree, tree) if g.multiplier > 0]
     return jnp.max(jnp.stack(values))
+
+
+def norm_report(geometry_tree, params, previous) -> dict[str, jax.Array]:
+    """Modular-norm diagnostics of a training step (jit-able).
+
+    ``weights`` and ``update`` are the modular norms max_k ||w_k|| / c_k of
+    ``params`` and of ``params - previous`` (the last update; Large et al. 2024,
+    Def. 4 unrolled); ``weights_<role>`` and ``update_<role>`` the largest atom
+    norm ||w_k|| among the atoms of each role.
+    """
+    update = jax.tree.map(lambda a, b: a - b, params, previous)
+    out = {"weights": modular_norm(geometry_tree, params), "update": modular_norm(geometry_tree, update)}
+    for name, tree in (("weights", params), ("update", update)):
+        by_role: dict[str, list] = {}
+        for g, a in pair(geometry_tree, tree):
+            by_role.setdefault(g.role, []).append(jnp.max(norms.norm_of(g, a)))
+        out.update({f"{name}_{role}": jnp.max(jnp.stack(v)) for role, v in by_role.items()})
+    return out

@@ -1,5 +1,5 @@
 """Training: the run function, meshes and shardings, checkpoints, metrics."""
 
-from zoo.train.loop import Run, build_optimizer, evaluate, make_schedule, train
+from zoo.train.loop import Diverged, Run, evaluate, train
 
-__all__ = ["Run", "build_optimizer", "evaluate", "make_schedule", "train"]
+__all__ = ["Diverged", "Run", "evaluate", "train"]

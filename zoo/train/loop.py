@@ -1,19 +1,26 @@
 """The training run: one function that the CLI, tests and sweeps all call.
 
-``train(config, workdir)`` builds the model by name, the optimizer by one
-config field, the data pipeline, a mesh with logical-axis shardings, and an
-Orbax checkpointer; it resumes from the latest checkpoint in ``workdir``
-automatically (onto whatever mesh this run has) and returns its metrics.
+``train(config, workdir)`` builds the model by name, the optimizer from the
+config's ``optim`` section (:func:`optim.from_settings`), the data pipeline, a
+mesh with logical-axis shardings, and an Orbax checkpointer; it resumes from
+the latest checkpoint in ``workdir`` automatically (onto whatever mesh this
+run has) and returns its metrics.
+
+Runs in one process whose configs differ only in seed, learning rate or
+bookkeeping share their compiled train and eval steps (the peak learning rate
+is optimizer state), so a sweep pays for compilation once per size.
 """
 
 from __future__ import annotations
 
+import collections
 import json
+import math
 import pathlib
-import tempfile
 import time
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 from flax import nnx
@@ -22,27 +29,22 @@ import data
 import optim
 import zoo
 from zoo import pretrained
+from zoo.geometry import norm_report
 from zoo.summary import summary
 from zoo.train.checkpoint import Checkpointer, abstract_like
-from zoo.train.logging import MetricWriter, progress
+from zoo.train.metrics import MetricWriter, progress
 from zoo.train.mesh import batch_axes, make_mesh, maybe_initialize_distributed, param_shardings
+from zoo.train.step import make_eval_step, make_train_step
 
 
-def make_schedule(cfg: ml_collections.ConfigDict, steps: int) -> optax.Schedule:
-    """Linear warmup over ``warmup_steps``, constant, then linear decay to 0 over the last ``decay_fraction``."""
-    lr = learning_rate(cfg)
-    warmup = int(cfg.warmup_steps)
-    decay = max(int(round(cfg.decay_fraction * steps)), 1) if cfg.decay_fraction > 0 else 0
-    pieces, boundaries = [], []
-    if warmup:
-        pieces.append(optax.linear_schedule(0.0, lr, warmup))
-        boundaries.append(warmup)
-    flat = steps - warmup - decay
-    if flat > 0:
-        pieces.append(optax.constant_schedule(lr))
-        boundaries.append(warmup + flat)
-    pieces.append(optax.linear_schedule(lr, 0.0, decay) if decay else optax.constant_schedule(lr))
-    return optax.join_schedules(pieces, boundaries) if boundaries else pieces[0]
+class Diverged(RuntimeError):
+    """Training produced a non-finite loss; nothing after the last good checkpoint was saved."""
+
+    def __init__(self, step: int, loss: float, last_good: int | None):
+        self.step, self.loss, self.last_good = step, loss, last_good
+        where = f"checkpoint of step {last_good}" if last_good else "no checkpoint"
+        super().__init__(f"loss is {loss} at step {step}; stopped, the last good state is the {where}; "
+                         "lower the learning rate or clip gradients (--config.optim.clip_norm=1)")
 
 
 def learning_rate(cfg: ml_collections.ConfigDict) -> float:
@@ -51,23 +53,23 @@ def learning_rate(cfg: ml_collections.ConfigDict) -> float:
         return float(cfg.learning_rate)
     table = cfg.get("learning_rates") or {}
     if cfg.name not in table:
-        raise ValueError(f"no learning rate for optimizer {cfg.name!r}: set --config.optim.learning_rate=...")
+        raise ValueError(f"no default learning rate for optimizer {cfg.name!r} in this config: "
+                         "set --config.optim.learning_rate=...")
     return float(table[cfg.name])
 
 
-def build_optimizer(cfg: ml_collections.ConfigDict, geometry, steps: int) -> optax.GradientTransformation:
-    """The optimizer named by ``cfg.name`` with its own section's settings, optionally clipped."""
-    kwargs = cfg.get(cfg.name)
-    kwargs = kwargs.to_dict() if isinstance(kwargs, ml_collections.ConfigDict) else dict(kwargs or {})
-    tx = optim.build(cfg.name, make_schedule(cfg, steps), geometry, **kwargs)
-    if cfg.get("clip_norm"):
-        tx = optax.chain(optax.clip_by_global_norm(cfg.clip_norm), tx)
-    return tx
+def optimizer_settings(config: ml_collections.ConfigDict) -> dict:
+    """The plain settings dict :func:`optim.from_settings` takes, from ``config.optim``."""
+    o = config.optim.to_dict()
+    settings = {k: o.get(k) for k in optim.builder.SETTINGS}
+    settings["learning_rate"] = learning_rate(config.optim)
+    settings[o["name"]] = o.get(o["name"]) or {}
+    return settings
 
 
 def model_config(config: ml_collections.ConfigDict):
-    """The zoo config: ``config.model.name`` with every other ``config.model`` field as an override."""
-    fields = config.model.to_dict()
+    """The zoo config: ``config.model.name`` with every set (non-None) ``config.model`` field as an override."""
+    fields = {k: v for k, v in config.model.to_dict().items() if v is not None}
     return zoo.get_config(fields.pop("name"), **fields)
 
 
@@ -88,13 +90,73 @@ def datasets(config: ml_collections.ConfigDict, model_cfg):
             data.image_dataset(config.data.name, config.data.get("eval_split", "test"), augment=False))
 
 
-class Run:
-    """Everything a run holds between steps; built by :func:`setup`."""
+_UNCOMPILED = ("seed", "init_from")
+_UNCOMPILED_OPTIM = ("learning_rate", "learning_rates")
+_COMPILED_TRAIN = ("steps", "batch_size", "eval_batch_size")
+_CACHE: collections.OrderedDict = collections.OrderedDict()
+_CACHE_SIZE = 4
 
-    def __init__(self, config, workdir):
+
+def _structure_key(config: ml_collections.ConfigDict) -> str:
+    """What the compiled functions depend on: the config without seed, rates and bookkeeping."""
+    c = config.to_dict()
+    for k in _UNCOMPILED:
+        c.pop(k, None)
+    for k in _UNCOMPILED_OPTIM:
+        c["optim"].pop(k, None)
+    c["train"] = {k: c["train"].get(k) for k in _COMPILED_TRAIN}
+    return json.dumps(c, sort_keys=True, default=str)
+
+
+class _Compiled:
+    """What a run compiles once: optimizer, shardings, the jitted init, train and eval steps."""
+
+    def __init__(self, config, mesh, model_cfg, graphdef, geometry, params, *, with_optimizer: bool):
+        self.param_shardings = param_shardings(geometry, params, mesh)
+        self.batch_sharding = jax.NamedSharding(mesh, jax.P(batch_axes(mesh)))
+        self.eval_fn = jax.jit(make_eval_step(graphdef), in_shardings=(self.param_shardings, self.batch_sharding))
+        if not with_optimizer:
+            return
+        self.settings = optimizer_settings(config)
+        self.tx = optim.from_settings(self.settings, geometry, int(config.train.steps))
+        # the shardings jit gives the state when it inits from placed params (moments follow their params)
+        state = jax.jit(self.tx.init)(jax.device_put(params, self.param_shardings))
+        self.opt_shardings = jax.tree.map(lambda x: _on_mesh(x, mesh), state)
+        self.init_fn = jax.jit(self.tx.init, in_shardings=(self.param_shardings,), out_shardings=self.opt_shardings)
+        self.step_fn = jax.jit(make_train_step(graphdef, self.tx),
+                               in_shardings=(self.param_shardings, self.opt_shardings, self.batch_sharding),
+                               out_shardings=(self.param_shardings, self.opt_shardings, None),
+                               donate_argnums=(0, 1))
+        self.norms_fn = jax.jit(lambda p, q: norm_report(geometry, p, q),
+                                in_shardings=(self.param_shardings, self.param_shardings))
+
+
+def _on_mesh(x, mesh) -> jax.sharding.NamedSharding:
+    """Keep an optimizer-state leaf's sharding if init placed it on the mesh, else replicate it there."""
+    s = x.sharding
+    if isinstance(s, jax.sharding.NamedSharding) and s.mesh == mesh:
+        return s
+    return jax.sharding.NamedSharding(mesh, jax.P())
+
+
+def _compiled(config, mesh, model_cfg, graphdef, geometry, params, *, with_optimizer: bool) -> _Compiled:
+    key = (_structure_key(config), with_optimizer)
+    if key not in _CACHE:
+        _CACHE[key] = _Compiled(config, mesh, model_cfg, graphdef, geometry, params, with_optimizer=with_optimizer)
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    _CACHE.move_to_end(key)
+    return _CACHE[key]
+
+
+class Run:
+    """Everything a run holds between steps: model, params, optimizer state, compiled steps.
+
+    ``with_optimizer=False`` builds what evaluation needs only.
+    """
+
+    def __init__(self, config, *, with_optimizer: bool = True):
         self.config = config
-        self.workdir = pathlib.Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
         self.mesh = make_mesh(config.mesh.to_dict())
         self.model_cfg = model_config(config)
         model = zoo.build(self.model_cfg, rngs=nnx.Rngs(config.seed))
@@ -102,49 +164,34 @@ class Run:
         self.geometry = zoo.geometry(model)
         self.graphdef, state = nnx.split(model)
         params = nnx.to_pure_dict(state)
-        self.param_shardings = param_shardings(self.geometry, params, self.mesh)
+        c = _compiled(config, self.mesh, self.model_cfg, self.graphdef, self.geometry, params,
+                      with_optimizer=with_optimizer)
+        self.compiled = c
+        self.param_shardings = c.param_shardings
         self.params = jax.device_put(params, self.param_shardings)
-        self.tx = build_optimizer(config.optim, self.geometry, config.train.steps)
-        opt_state = jax.jit(self.tx.init)(self.params)
-        self.opt_shardings = jax.tree.map(self._on_mesh, opt_state)
-        self.opt_state = jax.device_put(opt_state, self.opt_shardings)
-        self.batch_sharding = jax.NamedSharding(self.mesh, jax.P(batch_axes(self.mesh)))
-        self.schedule = make_schedule(config.optim, config.train.steps)
-        self.step_fn = jax.jit(self._step, in_shardings=(self.param_shardings, self.opt_shardings, self.batch_sharding),
-                               out_shardings=(self.param_shardings, self.opt_shardings, None),
-                               donate_argnums=(0, 1))
-        self.eval_fn = jax.jit(self._eval, in_shardings=(self.param_shardings, self.batch_sharding))
-
-    def _on_mesh(self, x) -> jax.sharding.NamedSharding:
-        """Keep an optimizer-state leaf's sharding if init placed it on the mesh, else replicate it there."""
-        s = x.sharding
-        if isinstance(s, jax.sharding.NamedSharding) and s.mesh == self.mesh:
-            return s
-        return jax.sharding.NamedSharding(self.mesh, jax.P())
+        self.eval_fn = c.eval_fn
+        if with_optimizer:
+            self.settings = optimizer_settings(config)
+            self.opt_shardings, self.step_fn = c.opt_shardings, c.step_fn
+            state = c.init_fn(self.params)
+            old = optim.peak_learning_rate(state)
+            peak = jax.device_put(jnp.asarray(self.settings["learning_rate"], old.dtype), old.sharding)
+            self.opt_state = state._replace(hyperparams={**state.hyperparams, "learning_rate": peak})
 
     def model(self, params=None) -> nnx.Module:
         return nnx.merge(self.graphdef, self.params if params is None else params)
 
-    def _step(self, params, opt_state, batch):
-        def loss_fn(p):
-            return nnx.merge(self.graphdef, p).loss(batch)
-
-        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        updates, opt_state = self.tx.update(grads, opt_state, params)
-        params = optax.apply_updates(params, updates)
-        return params, opt_state, metrics
-
-    def _eval(self, params, batch):
-        return nnx.merge(self.graphdef, params).loss(batch)[1]
+    def learning_rate_at(self, count: int) -> float:
+        return optim.learning_rate_at(self.settings, int(self.config.train.steps), count)
 
     def global_batch(self, batch) -> dict:
         return data.to_global(batch, self.mesh, batch_axes(self.mesh))
 
-    def evaluate(self, params=None) -> dict:
+    def evaluate(self, eval_ds, params=None) -> dict:
         """Metrics on the whole evaluation split (padding rows masked out)."""
         params = self.params if params is None else params
         totals, weight = {}, 0.0
-        for batch in data.make_eval_batches(self.eval_ds, self.config.train.eval_batch_size):
+        for batch in data.make_eval_batches(eval_ds, self.config.train.eval_batch_size):
             m = jax.device_get(self.eval_fn(params, self.global_batch(batch)))
             w = float(m.pop("weight"))
             weight += w
@@ -160,28 +207,36 @@ def _init_params(run: Run, source: str) -> None:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, stop_at: int | None = None,
-          quiet: bool = False) -> dict:
+          quiet: bool = False, on_log=None) -> dict:
     """Train (or resume) the run ``config`` describes in ``workdir``; return its metrics.
 
     ``stop_at`` ends the run after that step with a checkpoint, as a
     preemption would; calling again resumes. The returned dict holds
-    ``train_losses`` (this call's steps), the final ``eval`` metrics and timing.
+    ``train_losses`` (this call's logged steps), ``first_loss`` (the loss of
+    step 1, when this call ran it), the final ``eval`` metrics, the last
+    ``norms`` diagnostics and timings (``seconds``, ``seconds_setup`` before the
+    first step, ``seconds_first_step`` (compilation included), ``seconds_eval``).
+    A non-finite loss at a logged step raises :class:`Diverged`. ``on_log(step,
+    loss)`` is called at every logged step (the sweeps' progress lines).
     """
+    t_start = time.perf_counter()
     maybe_initialize_distributed()
-    run = Run(config, workdir)
+    workdir = pathlib.Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    run = Run(config)
     steps = int(config.train.steps)
-    run.train_ds, run.eval_ds = datasets(config, run.model_cfg)
-    iterator = data.make_train_iterator(run.train_ds, config.train.batch_size, seed=config.seed)
-    ckpt = Checkpointer(run.workdir, max_to_keep=config.train.keep)
-    writer = MetricWriter(run.workdir)
+    train_ds, eval_ds = datasets(config, run.model_cfg)
+    iterator = data.make_train_iterator(train_ds, config.train.batch_size, seed=config.seed)
+    ckpt = Checkpointer(workdir, max_to_keep=config.train.keep)
+    writer = MetricWriter(workdir)
     start = ckpt.latest_step() or 0
     meta = {"config": json.loads(config.to_json())}
     if start:
-        saved_model = ckpt.meta(start)["config"]["model"]
-        if saved_model != meta["config"]["model"]:
+        saved = ckpt.meta(start)["config"]
+        if saved["model"] != meta["config"]["model"] or saved["optim"]["name"] != config.optim.name:
             ckpt.close()
-            raise ValueError(f"{run.workdir} holds a run of model {saved_model}, not {meta['config']['model']}; "
-                             "use a new --workdir or the same model config")
+            raise ValueError(f"{workdir} holds a run of model {saved['model']} with {saved['optim']['name']}, not "
+                             f"{meta['config']['model']} with {config.optim.name}; use a new --workdir")
         restored = ckpt.restore(start, params=abstract_like(run.params, run.param_shardings),
                                 opt_state=abstract_like(run.opt_state, run.opt_shardings))
         run.params, run.opt_state = restored["params"], restored["opt_state"]
@@ -204,48 +259,75 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
 
     unit = "tokens" if run.model_cfg.family == "gpt" else "images"
     per_example = run.model_cfg.context if unit == "tokens" else 1
-    losses, last_eval = [], {}
+    norm_every = int(config.train.get("norm_every", 0) or 0)
+    result = {"train_losses": [], "first_loss": None, "eval": {}, "norms": {}}
     end = steps if stop_at is None else min(stop_at, steps)
     bar = progress(start, steps, enabled=not quiet)
-    t_start = t_log = time.perf_counter()
-    n_log = 0
+    t_loop = t_log = time.perf_counter()
+    result["seconds_setup"] = t_loop - t_start
+    n_log, seconds_eval = 0, 0.0
     for step in range(start + 1, end + 1):
         batch = run.global_batch(next(iterator))
+        measure_norms = norm_every and (step % norm_every == 0 or step == end)
+        previous = jax.tree.map(jnp.copy, run.params) if measure_norms else None
         run.params, run.opt_state, metrics = run.step_fn(run.params, run.opt_state, batch)
+        if step == start + 1:
+            jax.block_until_ready(metrics)
+            result["seconds_first_step"] = time.perf_counter() - t_loop
         n_log += 1
-        if step % config.train.log_every == 0 or step == end:
+        if measure_norms:
+            norms = {k: float(v) for k, v in run.compiled.norms_fn(run.params, previous).items()}
+            result["norms"] = norms
+            writer.write(step, "norms", norms)
+        if step % config.train.log_every == 0 or step == end or step == 1:
             loss = float(metrics["loss"])
-            losses.append(loss)
+            if step == 1:
+                result["first_loss"] = loss
+            if not math.isfinite(loss):
+                bar.close()
+                writer.write(step, "train", {"loss": loss})
+                writer.close()
+                last_good = ckpt.latest_step()
+                ckpt.close()
+                raise Diverged(step, loss, last_good)
+            result["train_losses"].append(loss)
             now = time.perf_counter()
             rate = n_log * config.train.batch_size * per_example / (now - t_log)
             t_log, n_log = now, 0
-            values = {"loss": loss, "learning_rate": float(run.schedule(step - 1)), f"{unit}_per_s": rate}
+            values = {"loss": loss, "learning_rate": run.learning_rate_at(step - 1), f"{unit}_per_s": rate}
             writer.write(step, "train", values)
+            if on_log is not None:
+                on_log(step, loss)
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{values['learning_rate']:.3g}", **{f"{unit}/s": f"{rate:,.0f}"})
         bar.update(1)
         if config.train.eval_every and step % config.train.eval_every == 0 and step != steps:
-            last_eval = run.evaluate()
-            writer.write(step, "eval", last_eval)
+            t_eval = time.perf_counter()
+            result["eval"] = run.evaluate(eval_ds)
+            seconds_eval += time.perf_counter() - t_eval
+            writer.write(step, "eval", result["eval"])
         if config.train.checkpoint_every and step % config.train.checkpoint_every == 0:
             save(step)
     bar.close()
     if end > start and (end == steps or stop_at is not None):
         save(end)
     if end == steps:
-        last_eval = run.evaluate()
-        writer.write(steps, "eval", last_eval)
+        t_eval = time.perf_counter()
+        result["eval"] = run.evaluate(eval_ds)
+        seconds_eval += time.perf_counter() - t_eval
+        writer.write(steps, "eval", result["eval"])
     ckpt.close()
-    result = {"train_losses": losses, "eval": last_eval, "step": end, "seconds": time.perf_counter() - t_start}
+    result.update(step=end, seconds_eval=seconds_eval)
     if end == steps and run.model_cfg.family == "gpt" and config.train.sample_tokens:
         from zoo.sample import generate
 
         text = generate(run.model(), config.train.sample_prompt, max_new_tokens=config.train.sample_tokens,
                         temperature=0.8, top_k=40, seed=config.seed)
         result["sample"] = text.decode("utf-8", errors="replace")
-        (run.workdir / "sample.txt").write_text(result["sample"])
+        (workdir / "sample.txt").write_text(result["sample"])
     writer.close()
+    result["seconds"] = time.perf_counter() - t_start
     if not quiet and jax.process_index() == 0:
-        print(json.dumps({"step": end, "eval": last_eval, "seconds": round(result["seconds"], 1)}))
+        print(json.dumps({"step": end, "eval": result["eval"], "seconds": round(result["seconds"], 1)}))
         if "sample" in result:
             print("--- sample ---\n" + config.train.sample_prompt + result["sample"])
     return result
@@ -253,7 +335,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
 
 def evaluate(config: ml_collections.ConfigDict, source: str) -> dict:
     """Evaluation metrics of ``config``'s model with params from ``source`` (workdir, .msgpack or pretrained name)."""
-    run = Run(config, tempfile.mkdtemp(prefix="modzoo-eval-"))
-    _, run.eval_ds = datasets(config, run.model_cfg)
+    run = Run(config, with_optimizer=False)
+    _, eval_ds = datasets(config, run.model_cfg)
     _init_params(run, source)
-    return run.evaluate()
+    return run.evaluate(eval_ds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 
 import jax
@@ -11,7 +12,10 @@ from tqdm.auto import tqdm
 
 
 class MetricWriter:
-    """Writes ``{"step": s, "split": name, **values}`` to ``metrics.jsonl`` and TensorBoard (process 0 only)."""
+    """Writes ``{"step": s, "split": name, **values}`` to ``metrics.jsonl`` and TensorBoard (process 0 only).
+
+    Non-finite values are written as ``null``, so every line stays valid JSON.
+    """
 
     def __init__(self, workdir: pathlib.Path):
         self.enabled = jax.process_index() == 0
@@ -23,7 +27,8 @@ class MetricWriter:
         if not self.enabled:
             return
         values = {k: float(v) for k, v in values.items()}
-        self._jsonl.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+        finite = {k: (v if math.isfinite(v) else None) for k, v in values.items()}  # JSON has no NaN or inf
+        self._jsonl.write(json.dumps({"step": step, "split": split, **finite}, allow_nan=False) + "\n")
         for k, v in values.items():
             self._tb.add_scalar(f"{split}/{k}", v, step)
 

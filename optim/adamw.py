@@ -1,4 +1,4 @@
-"""AdamW baseline (Loshchilov & Hutter 2019) with the package's uniform signature."""
+"""AdamW, the baseline (Loshchilov & Hutter 2019) with the package's uniform signature."""
 
 from __future__ import annotations
 
