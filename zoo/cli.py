@@ -52,29 +52,101 @@ def _coord_check(args) -> None:
     print(f"wrote {args.out}")
 
 
-def _run_flags(argv: list[str], *, workdir_required: bool):
-    """Parse ``--config FILE[:ARG] --config.a.b=v ... --workdir DIR`` the ml_collections way."""
+def _define_flags(argv: list[str]):
     from absl import flags
     from ml_collections import config_flags
 
     fv = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "experiment config file, e.g. configs/gpt_shakespeare.py",
+                                    flag_values=fv, sys_argv=["modzoo"] + argv)
+    flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics)", flag_values=fv)
+    flags.DEFINE_string("init_from", None, "pretrained name, .msgpack file or run workdir", flag_values=fv)
+    flags.DEFINE_string("name", None, "pretrained entry name (export)", flag_values=fv)
+    fv(["modzoo"] + argv)
+    return fv
+
+
+def _flag_error(argv: list[str], error: Exception) -> str:
+    """One line naming the bad ``--config.`` flag and what to do instead."""
+    message = str(error.args[0] if error.args else error).encode().decode("unicode_escape")
+    message = " ".join(message.replace("'", "").replace("\\", "").split())
+    bad = next((a for a in argv if a.startswith("--config.") and a.split("=")[0].split(".")[-1] in message), None)
+    bad = bad or next((a for a in argv if a.startswith("--config.")), None)
+    if bad is None:
+        return f"modzoo: {message}"
+    key = bad.split("=")[0][len("--config."):]
+    section, _, field = key.rpartition(".")
     try:
-        config_flags.DEFINE_config_file("config", None, "experiment config file, e.g. configs/gpt_shakespeare.py",
-                                        flag_values=fv, sys_argv=["modzoo"] + argv)
-        flags.DEFINE_string("workdir", None, "run directory (checkpoints, metrics)", flag_values=fv)
-        flags.DEFINE_string("init_from", None, "pretrained name, .msgpack file or run workdir", flag_values=fv)
-        flags.DEFINE_string("name", None, "pretrained entry name (export)", flag_values=fv)
-        fv(["modzoo"] + argv)
-    except (flags.Error, AttributeError, KeyError) as e:
-        message = str(e.args[0] if e.args else e).encode().decode("unicode_escape")
-        message = " ".join(message.replace("'", "").replace("\\", "").split())
-        bad = next((a.split("=")[0] for a in argv if a.startswith("--config.")), "")
-        raise SystemExit(f"modzoo: bad flag {bad}: {message}" if bad else f"modzoo: {message}") from None
+        base = _define_flags([a for a in argv if not a.startswith("--config.")]).config
+        known = base.get(section) if section else base
+    except Exception:  # the config file itself is broken: report the original error
+        known = None
+    if isinstance(known, dict) or hasattr(known, "keys"):
+        if field not in known.keys():
+            what = f"model {base.model.name!r}" if section == "model" else f"section {section or 'config'!r}"
+            return (f"modzoo: unknown field {key!r} in --config.{key}; {what} has: "
+                    f"{', '.join(sorted(known.keys()))}")
+    return f"modzoo: bad value in {bad}: {message}"
+
+
+def _run_flags(argv: list[str], *, workdir_required: bool):
+    """Parse ``--config FILE[:ARG] --config.a.b=v ... --workdir DIR`` the ml_collections way."""
+    from absl import flags
+
+    try:
+        fv = _define_flags(argv)
+    except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
+        raise SystemExit(_flag_error(argv, e)) from None
     if fv.config is None:
         raise SystemExit("modzoo: --config is required, e.g. --config configs/gpt_shakespeare.py")
     if workdir_required and not fv.workdir:
         raise SystemExit("modzoo: --workdir is required, e.g. --workdir runs/gpt_shakespeare")
     return fv
+
+
+def load_config(argv: list[str]):
+    """The config of ``--config FILE[:ARG] [--config.a.b=v ...]`` (one-line SystemExit on a bad flag)."""
+    return _run_flags(argv, workdir_required=False).config
+
+
+def _sweep(argv) -> None:
+    from zoo.sweep import sweep
+
+    parallel, rest, i = 2, [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--parallel" or a.startswith("--parallel="):
+            value = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if "=" in a else 2
+            if not value.isdigit() or int(value) < 1:
+                raise SystemExit(f"modzoo sweep: --parallel takes a positive number of processes, got {value!r}")
+            parallel = int(value)
+            continue
+        rest.append(a)
+        i += 1
+    fv = _run_flags(rest, workdir_required=True)
+    spec_argv = _spec_argv(rest)
+    try:
+        sweep(fv.config, spec_argv, " ".join(spec_argv[1:]), fv.workdir, parallel=parallel)
+    except ValueError as e:
+        raise SystemExit(f"modzoo sweep: {e}") from None
+
+
+def _spec_argv(argv: list[str]) -> list[str]:
+    """``["--config", FILE[:ARG], "--config.a=b", ...]`` from a command line (workdir and the rest dropped)."""
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--config":
+            out[:0] = ["--config", argv[i + 1]]
+            i += 2
+            continue
+        if a.startswith("--config="):
+            out[:0] = ["--config", a.split("=", 1)[1]]
+        elif a.startswith("--config."):
+            out.append(a)
+        i += 1
+    return out
 
 
 def _train(argv) -> None:
@@ -129,23 +201,27 @@ def _sample(args) -> None:
     print(args.prompt + text.decode("utf-8", errors="replace"))
 
 
-RUN_COMMANDS = {"train": _train, "eval": _eval, "export": _export}
+RUN_COMMANDS = {"train": _train, "eval": _eval, "export": _export, "sweep": _sweep}
 
 
 def _bench(args) -> None:
     if args.what == "optim":
-        from zoo.benchmarks import optim
+        from zoo.benchmarks import optimizer_step
 
-        optim.run(args.preset or "gpt-small", repeats=args.repeats)
+        optimizer_step.run(args.preset or "gpt-small", repeats=args.repeats)
     elif args.what == "data":
-        from zoo.benchmarks import data
+        from zoo.benchmarks import input_pipeline
 
-        data.run(repeats=args.repeats)
+        input_pipeline.run(repeats=args.repeats)
+    elif args.what == "parallel":
+        from zoo.benchmarks import sweep_parallel
+
+        sweep_parallel.run()
     else:
-        from zoo.benchmarks import train
+        from zoo.benchmarks import train_step
 
         presets = [args.preset] if args.preset else ["gpt-tiny", "gpt-mini", "gpt-shakespeare"]
-        train.run(presets, repeats=args.repeats)
+        train_step.run(presets, repeats=args.repeats)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -162,7 +238,9 @@ def main(argv: list[str] | None = None) -> None:
 
     for name, what in [("train", "train or resume a run: --config FILE[:ARG] --workdir DIR [--config.a.b=v]"),
                        ("eval", "evaluate a run or pretrained model: --config FILE (--workdir DIR | --init_from X)"),
-                       ("export", "ship a run's weights: --config FILE --workdir DIR --name NAME")]:
+                       ("export", "ship a run's weights: --config FILE --workdir DIR --name NAME"),
+                       ("sweep", "learning-rate sweep across width or depth: --config configs/sweeps/NAME.py "
+                                 "--workdir DIR [--parallel N]")]:
         sub.add_parser(name, help=what)
 
     p = sub.add_parser("sample", help="generate text with a pretrained GPT")
@@ -174,8 +252,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_sample)
 
-    p = sub.add_parser("bench", help="benchmarks: optim, data or train (medians, ratios against baselines)")
-    p.add_argument("what", choices=["optim", "data", "train"])
+    p = sub.add_parser("bench", help="benchmarks: optim, data, train or parallel (medians, ratios against baselines)")
+    p.add_argument("what", choices=["optim", "data", "train", "parallel"])
     p.add_argument("--preset", default=None, help="GPT preset (default: optim gpt-small, train the small ones)")
     p.add_argument("--repeats", type=int, default=5)
     p.set_defaults(func=_bench)

@@ -19,7 +19,7 @@ from zoo.train.loop import Run, model_config
 
 def consumption_rate(config, repeats: int = 5) -> float:
     """Examples (tokens for GPT, images otherwise) one train step of ``config`` consumes per second."""
-    run = Run(config, "/tmp/modzoo-bench-data")
+    run = Run(config)
     cfg = run.model_cfg
     batch = {k: np.asarray(v) for k, v in cfg.example_batch(config.train.batch_size, jax.random.key(0)).items()}
     batch = run.global_batch(batch)

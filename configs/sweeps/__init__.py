@@ -1,0 +1,1 @@
+"""Learning-rate sweeps across width and depth (``modzoo sweep``); results beside each config."""
