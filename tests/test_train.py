@@ -106,3 +106,63 @@ def test_cli_rejects_unknown_config_field(tmp_path):
     with pytest.raises(SystemExit, match="optim.learning_rat"):
         main(["train", "--config", "configs/gpt_shakespeare.py:test", "--workdir", str(tmp_path),
               "--config.optim.learning_rat=0.1"])
+
+
+def test_cli_overrides_any_model_field(tmp_path, capsys):
+    main(["train", "--config", "configs/gpt_shakespeare.py:test", "--workdir", str(tmp_path / "wide"),
+          "--config.model.width=48", "--config.model.depth=1", "--config.model.heads=3", "--config.train.steps=1"])
+    out = capsys.readouterr().out
+    assert "blocks.layers.attn.out.kernel           1x48x48" in out and "embed.lookup.token.table" in out
+    with pytest.raises(SystemExit, match=r"unknown field 'model.widht'.* has: .*depth.*heads.*width"):
+        main(["train", "--config", "configs/gpt_shakespeare.py:test", "--workdir", str(tmp_path / "bad"),
+              "--config.model.widht=48"])
+
+
+def _strict_json(line):
+    def reject(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=reject)
+
+
+NOT_FINITE = "the weights or optimizer state are not finite"
+
+
+@pytest.mark.parametrize("lr,every,message,kept", [
+    ("1e38", 100, "loss is nan at step 3", []),  # weights ~1e38 after step 1, inf after step 2: NaN logits
+    ("1e38", 1, f"{NOT_FINITE} at step 2", [1]),  # caught before saving step 2
+    ("inf", 1, f"{NOT_FINITE} at step 1", []),
+])
+def test_divergence_stops_the_run_and_saves_nothing_non_finite(tmp_path, capsys, lr, every, message, kept):
+    argv = ["train", "--config", "configs/gpt_shakespeare.py:test,optim=adamw", "--workdir", str(tmp_path),
+            f"--config.optim.learning_rate={lr}", "--config.train.steps=6", "--config.train.log_every=1",
+            f"--config.train.checkpoint_every={every}", "--config.train.eval_every=0"]
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 3
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    where = "the last good state is the checkpoint of step 1" if kept else "nothing was saved"
+    assert err == f"modzoo train: {message}; stopped, {where}; lower the learning rate or clip gradients " \
+                  "(--config.optim.clip_norm=1)"
+    rows = [_strict_json(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert max(r["step"] for r in rows) <= 3
+    assert sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit()) == kept
+
+
+def test_runs_that_differ_in_learning_rate_share_one_compilation(tmp_path):
+    from zoo.train import loop
+
+    def config(lr):
+        c = gpt_shakespeare.get_config("test")
+        c.train.update(steps=4, log_every=1)
+        c.optim.learning_rate = lr
+        return c
+
+    loop._CACHE.clear()
+    train(config(0.1), tmp_path / "a", quiet=True)
+    compiled = list(loop._CACHE.values())
+    second = train(config(0.3), tmp_path / "b", quiet=True)
+    assert list(loop._CACHE.values()) == compiled  # reused, not rebuilt
+    loop._CACHE.clear()
+    alone = train(config(0.3), tmp_path / "c", quiet=True)
+    assert second["train_losses"] == alone["train_losses"] and second["eval"] == alone["eval"]

@@ -149,14 +149,22 @@ def _spec_argv(argv: list[str]) -> list[str]:
     return out
 
 
+DIVERGED_EXIT = 3
+"""Exit status of ``modzoo train`` when the loss became non-finite."""
+
+
 def _train(argv) -> None:
-    from zoo.train import train
+    from zoo.train import Diverged, train
 
     fv = _run_flags(argv, workdir_required=True)
     config = fv.config
     if fv.init_from:
         config.init_from = fv.init_from
-    train(config, fv.workdir)
+    try:
+        train(config, fv.workdir)
+    except Diverged as e:
+        print(f"modzoo train: {e}", file=sys.stderr)
+        raise SystemExit(DIVERGED_EXIT) from None
 
 
 def _eval(argv) -> None:

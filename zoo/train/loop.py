@@ -38,13 +38,17 @@ from zoo.train.step import make_eval_step, make_train_step
 
 
 class Diverged(RuntimeError):
-    """Training produced a non-finite loss; nothing after the last good checkpoint was saved."""
+    """Training produced a non-finite loss or state; nothing non-finite was saved."""
 
-    def __init__(self, step: int, loss: float, last_good: int | None):
-        self.step, self.loss, self.last_good = step, loss, last_good
-        where = f"checkpoint of step {last_good}" if last_good else "no checkpoint"
-        super().__init__(f"loss is {loss} at step {step}; stopped, the last good state is the {where}; "
+    def __init__(self, step: int, what: str, last_good: int | None):
+        self.step, self.last_good = step, last_good
+        where = f"the last good state is the checkpoint of step {last_good}" if last_good else "nothing was saved"
+        super().__init__(f"{what} at step {step}; stopped, {where}; "
                          "lower the learning rate or clip gradients (--config.optim.clip_norm=1)")
+
+
+def _all_finite(tree) -> bool:
+    return all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact))
 
 
 def learning_rate(cfg: ml_collections.ConfigDict) -> float:
@@ -254,8 +258,18 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
     def save(step):
         if ckpt.latest_step() == step:
             return
+        if not _all_finite((run.params, run.opt_state)):
+            stop(step, "the weights or optimizer state are not finite")
         ckpt.save(step, params=run.params, opt_state=run.opt_state,
                   data_state={"iterator": data.iterator_state(iterator).decode()}, meta={**meta, "step": step})
+
+    def stop(step, what):
+        bar.close()
+        writer.close()
+        ckpt.wait()
+        last_good = ckpt.latest_step()
+        ckpt.close()
+        raise Diverged(step, what, last_good)
 
     unit = "tokens" if run.model_cfg.family == "gpt" else "images"
     per_example = run.model_cfg.context if unit == "tokens" else 1
@@ -284,12 +298,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
             if step == 1:
                 result["first_loss"] = loss
             if not math.isfinite(loss):
-                bar.close()
                 writer.write(step, "train", {"loss": loss})
-                writer.close()
-                last_good = ckpt.latest_step()
-                ckpt.close()
-                raise Diverged(step, loss, last_good)
+                stop(step, f"loss is {loss}")
             result["train_losses"].append(loss)
             now = time.perf_counter()
             rate = n_log * config.train.batch_size * per_example / (now - t_log)
