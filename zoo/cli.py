@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 
 
@@ -90,9 +91,15 @@ def _flag_error(argv: list[str], error: Exception) -> str:
 
 
 def _run_flags(argv: list[str], *, workdir_required: bool):
-    """Parse ``--config FILE[:ARG] --config.a.b=v ... --workdir DIR`` the ml_collections way."""
+    """Parse ``--config FILE[:ARG] --config.a.b=v ... --workdir DIR`` the ml_collections way.
+
+    A config file may import modules of the working directory (a user's own
+    models, registered on import), as under ``python -m``.
+    """
     from absl import flags
 
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         fv = _define_flags(argv)
     except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
@@ -201,9 +208,20 @@ def _export(argv) -> None:
 
 def _sample(args) -> None:
     from zoo import pretrained
+    from zoo.models.base import modality_of
     from zoo.sample import generate
 
-    model = pretrained.load(args.pretrained)
+    if args.workdir:
+        from zoo.train.loop import trained_model
+
+        if not args.config:
+            raise SystemExit("modzoo sample: --workdir needs the run's --config FILE[:ARG]")
+        model = trained_model(load_config(["--config", args.config]), args.workdir)
+    else:
+        model = pretrained.load(args.pretrained)
+    if modality_of(model.config) != "text":
+        raise SystemExit(f"modzoo sample: {type(model).__name__} is not a language model (modality "
+                         f"{model.config.modality!r}); sampling needs modality 'text'")
     text = generate(model, args.prompt, max_new_tokens=args.tokens, temperature=args.temperature,
                     top_k=args.top_k, seed=args.seed)
     print(args.prompt + text.decode("utf-8", errors="replace"))
@@ -251,8 +269,10 @@ def main(argv: list[str] | None = None) -> None:
                                  "--workdir DIR [--parallel N]")]:
         sub.add_parser(name, help=what)
 
-    p = sub.add_parser("sample", help="generate text with a pretrained GPT")
+    p = sub.add_parser("sample", help="generate text with a pretrained language model or a trained run's")
     p.add_argument("--pretrained", default="gpt-shakespeare")
+    p.add_argument("--config", default=None, help="with --workdir: the run's config FILE[:ARG]")
+    p.add_argument("--workdir", default=None, help="sample from this run's latest checkpoint")
     p.add_argument("--prompt", default="ROMEO:")
     p.add_argument("--tokens", type=int, default=300)
     p.add_argument("--temperature", type=float, default=0.8)

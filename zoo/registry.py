@@ -1,7 +1,8 @@
 """The model registry: register, list, configure and create models by name (timm-style).
 
 A registered entry is a frozen config dataclass with ``build(*, rngs)``,
-``example_batch(batch_size, key)`` and a ``family`` class attribute. A
+``example_batch(batch_size, key)`` and ``family`` and ``modality`` class
+attributes (``zoo.models.base.MODALITIES``: what the model reads). A
 duplicate name and an unknown name or override are errors, never warnings.
 """
 
@@ -13,6 +14,7 @@ import fnmatch
 
 from flax import nnx
 
+from zoo.models.base import modality_of
 from zoo.nn import Module, assign_geometry
 
 _REGISTRY: dict[str, object] = {}
@@ -30,6 +32,7 @@ def register(name: str, config) -> object:
         raise TypeError(f"register({name!r}, ...) needs a dataclass instance, got {type(config).__name__}")
     if not callable(getattr(config, "build", None)):
         raise TypeError(f"register({name!r}, ...): {type(config).__name__} has no build(*, rngs) method")
+    modality_of(config)
     if name in _REGISTRY:
         raise ValueError(f"model name {name!r} is already registered; choose another name")
     _REGISTRY[name] = config

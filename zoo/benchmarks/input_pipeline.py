@@ -14,6 +14,7 @@ import numpy as np
 import data
 from configs import gpt_shakespeare, resmlp_cifar10
 from zoo.benchmarks.timing import median_seconds
+from zoo.models.base import modality_of
 from zoo.train.loop import Run, model_config
 
 
@@ -29,7 +30,7 @@ def consumption_rate(config, repeats: int = 5) -> float:
         state[0], state[1], metrics = run.step_fn(state[0], state[1], batch)
         return metrics
 
-    per_step = config.train.batch_size * (cfg.context if cfg.family == "gpt" else 1)
+    per_step = config.train.batch_size * (cfg.context if modality_of(cfg) == "text" else 1)
     return per_step / median_seconds(step, repeats)
 
 

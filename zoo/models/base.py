@@ -17,6 +17,31 @@ def random_images(cfg, batch_size: int, key: jax.Array) -> dict:
             "label": jax.random.randint(k2, (batch_size,), 0, cfg.classes, jnp.int32)}
 
 
+MODALITIES = {
+    "text": 'batch {"tokens": (B, T+1) int32}: T input tokens and their next-token targets; the config has '
+            "`context` (T) and `vocab`; trained on a text dataset, evaluated in nats per token, sampled",
+    "image": 'batch {"image": (B, H, W, C) float32, "label": (B,) int32}; trained on an image dataset, '
+             "evaluated by loss and accuracy",
+}
+"""What a model reads: each config declares one as ``modality: ClassVar[str]``; the train loop, the
+evaluation, the benchmarks and sampling dispatch on it (never on a family name)."""
+
+
+def modality_of(cfg) -> str:
+    """``cfg.modality``, checked against :data:`MODALITIES` (a one-line ValueError otherwise)."""
+    modality = getattr(cfg, "modality", None)
+    if modality not in MODALITIES:
+        raise ValueError(f"{type(cfg).__name__}.modality is {modality!r}; declare one of {', '.join(MODALITIES)} "
+                         "as a ClassVar on the config (zoo.models.base.MODALITIES says what each reads)")
+    return modality
+
+
+def masked_mean(losses: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """(mean of ``losses`` weighted by ``mask``, the mask as f32, its sum); no mask weighs every entry 1."""
+    mask = jnp.ones_like(losses) if mask is None else mask.astype(jnp.float32)
+    return (losses * mask).sum() / jnp.maximum(mask.sum(), 1.0), mask, mask.sum()
+
+
 LAYER_LOOPS = ("auto", "scan", "unroll")
 UNROLL_MAX_DEPTH = 16
 """``layer_loop="auto"`` unrolls stacks of at most this many steps and scans deeper ones (measured: see README)."""
@@ -59,8 +84,28 @@ class Model(Sequential):
         return out
 
 
+class LanguageModel(Model):
+    """Causal language model of modality ``"text"``: ``model(tokens (B, T) int) -> logits (B, T, vocab)``."""
+
+    def inputs(self, batch):
+        return batch["tokens"][:, :-1]
+
+    def loss(self, batch):
+        """Mean next-token cross-entropy in nats per token.
+
+        ``batch = {"tokens": (B, T+1)}``, optionally ``"mask": (B, T)`` weighting
+        each target (evaluation batches pad with zeros); ``metrics["weight"]``
+        is the number of targets scored, so batch means can be pooled exactly.
+        """
+        tokens = batch["tokens"]
+        logits = self(tokens[:, :-1]).astype(jnp.float32)
+        losses = optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:])
+        loss, _, weight = masked_mean(losses, batch.get("mask"))
+        return loss, {"loss": loss, "weight": weight}
+
+
 class Classifier(Model):
-    """Image classifier: batch ``{"image": (B, H, W, C) float, "label": (B,) int}``."""
+    """Image classifier of modality ``"image"``: batch ``{"image": (B, H, W, C) float, "label": (B,) int}``."""
 
     def inputs(self, batch):
         return batch["image"]
@@ -70,9 +115,6 @@ class Classifier(Model):
         logits = self(batch["image"]).astype(jnp.float32)
         labels = batch["label"]
         losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-        mask = batch.get("mask")
-        mask = jnp.ones_like(losses) if mask is None else mask.astype(jnp.float32)
-        weight = jnp.maximum(mask.sum(), 1.0)
-        loss = (losses * mask).sum() / weight
-        accuracy = ((logits.argmax(-1) == labels) * mask).sum() / weight
-        return loss, {"loss": loss, "accuracy": accuracy, "weight": mask.sum()}
+        loss, mask, weight = masked_mean(losses, batch.get("mask"))
+        accuracy = ((logits.argmax(-1) == labels) * mask).sum() / jnp.maximum(weight, 1.0)
+        return loss, {"loss": loss, "accuracy": accuracy, "weight": weight}

@@ -16,11 +16,10 @@ from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from zoo import nn
-from zoo.models.base import Model, scan_layers
+from zoo.models.base import LanguageModel, scan_layers
 
 EMBED_MASS, BLOCKS_MASS, HEAD_MASS = 1.0, 5.0, 1.0
 
@@ -44,6 +43,7 @@ class GPTConfig:
     layer_loop: str = "auto"
     attention: str = "auto"
     family: ClassVar[str] = "gpt"
+    modality: ClassVar[str] = "text"
 
     def build(self, *, rngs: nnx.Rngs) -> GPT:
         return GPT(self, rngs=rngs)
@@ -77,7 +77,7 @@ def _mlp(cfg: GPTConfig, dtype, rngs: nnx.Rngs) -> nn.Module:
     )
 
 
-class GPT(Model):
+class GPT(LanguageModel):
     """Causal language model: ``model(tokens (B, T) int) -> logits (B, T, vocab)``."""
 
     def __init__(self, cfg: GPTConfig, *, rngs: nnx.Rngs):
@@ -101,22 +101,3 @@ class GPT(Model):
                              dtype=dtype, rngs=rngs),
         )
         super().__init__({"embed": embed, "blocks": blocks, "logits": head})
-
-    def inputs(self, batch):
-        return batch["tokens"][:, :-1]
-
-    def loss(self, batch):
-        """Mean next-token cross-entropy in nats per token.
-
-        ``batch = {"tokens": (B, T+1)}``, optionally ``"mask": (B, T)`` weighting
-        each target (evaluation batches pad with zeros); ``metrics["weight"]``
-        is the number of targets scored, so batch means can be pooled exactly.
-        """
-        tokens = batch["tokens"]
-        logits = self(tokens[:, :-1]).astype(jnp.float32)
-        losses = optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:])
-        mask = batch.get("mask")
-        mask = jnp.ones_like(losses) if mask is None else mask.astype(jnp.float32)
-        weight = mask.sum()
-        loss = (losses * mask).sum() / jnp.maximum(weight, 1.0)
-        return loss, {"loss": loss, "weight": weight}

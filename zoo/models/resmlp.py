@@ -30,6 +30,7 @@ class ResMLPConfig:
     dtype: str = "float32"
     layer_loop: str = "auto"
     family: ClassVar[str] = "resmlp"
+    modality: ClassVar[str] = "image"
 
     def build(self, *, rngs: nnx.Rngs) -> ResMLP:
         return ResMLP(self, rngs=rngs)

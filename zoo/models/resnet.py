@@ -33,6 +33,7 @@ class ResNetConfig:
     dtype: str = "float32"
     layer_loop: str = "auto"
     family: ClassVar[str] = "resnet"
+    modality: ClassVar[str] = "image"
 
     def build(self, *, rngs: nnx.Rngs) -> ResNet:
         return ResNet(self, rngs=rngs)

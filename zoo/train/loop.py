@@ -30,6 +30,7 @@ import optim
 import zoo
 from zoo import pretrained
 from zoo.geometry import norm_report
+from zoo.models.base import modality_of
 from zoo.summary import summary
 from zoo.train.checkpoint import Checkpointer, abstract_like
 from zoo.train.metrics import MetricWriter, progress
@@ -86,8 +87,8 @@ def param_target(config: ml_collections.ConfigDict) -> dict:
 
 
 def datasets(config: ml_collections.ConfigDict, model_cfg):
-    """(train, evaluation) datasets for the model's family."""
-    if model_cfg.family == "gpt":
+    """(train, evaluation) datasets for the model's modality."""
+    if modality_of(model_cfg) == "text":
         return (data.text_dataset(config.data.name, "train", model_cfg.context),
                 data.text_dataset(config.data.name, "validation", model_cfg.context))
     return (data.image_dataset(config.data.name, "train", augment=config.data.get("augment", True)),
@@ -271,7 +272,8 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
         ckpt.close()
         raise Diverged(step, what, last_good)
 
-    unit = "tokens" if run.model_cfg.family == "gpt" else "images"
+    text = modality_of(run.model_cfg) == "text"
+    unit = "tokens" if text else "images"
     per_example = run.model_cfg.context if unit == "tokens" else 1
     norm_every = int(config.train.get("norm_every", 0) or 0)
     result = {"train_losses": [], "first_loss": None, "eval": {}, "norms": {}}
@@ -327,7 +329,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
         writer.write(steps, "eval", result["eval"])
     ckpt.close()
     result.update(step=end, seconds_eval=seconds_eval)
-    if end == steps and run.model_cfg.family == "gpt" and config.train.sample_tokens:
+    if end == steps and text and config.train.sample_tokens:
         from zoo.sample import generate
 
         text = generate(run.model(), config.train.sample_prompt, max_new_tokens=config.train.sample_tokens,
@@ -341,6 +343,13 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
         if "sample" in result:
             print("--- sample ---\n" + config.train.sample_prompt + result["sample"])
     return result
+
+
+def trained_model(config: ml_collections.ConfigDict, source: str) -> nnx.Module:
+    """``config``'s model with params from ``source`` (workdir, .msgpack or pretrained name)."""
+    run = Run(config, with_optimizer=False)
+    _init_params(run, source)
+    return run.model()
 
 
 def evaluate(config: ml_collections.ConfigDict, source: str) -> dict:
