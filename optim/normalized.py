@@ -15,7 +15,9 @@ Two ways to make u_k unit-size (``form``):
 * ``"scaled"``: u_k divided by its atom norm, keeping its direction (Modula
   v1). Spectral and conv norms are estimated by one warm-started
   power-iteration step per call; the iteration vectors live in the optimizer
-  state, so they are checkpointed. Embedding and RMS norms are exact.
+  state, so they are checkpointed. Embedding and RMS norms are exact. Each
+  atom is first divided by its largest entry, so the result is the same at
+  any scale of u_k (1e-30 or 1e30) and never overflows or underflows.
 
 ``weight_decay`` λ adds the modular counterpart of decoupled weight decay:
 Δw_k = −η·c_k·(unit(u_k) + λ·w_k). The decay is scaled per atom like the
@@ -74,14 +76,27 @@ def _power_step(u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 
 def _estimated_norm(norm: str, u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Spectral or conv atom norm of ``u`` per stacked slice, by one power step."""
+    """Spectral or conv atom norm of ``u`` per stacked slice, by one power step.
+
+    Where the step finds nothing (``v`` orthogonal to ``u``'s rows) the
+    Frobenius bound stands in, which is never below the norm, so the update
+    is never larger than its target."""
     d_in, d_out = u.shape[-2:]
     sigma, v = _power_step(u, v)
-    value = math.sqrt(d_in / d_out) * sigma
+    scale = math.sqrt(d_in / d_out)
+    value = scale * sigma
     if norm == "conv":
         kh, kw = u.shape[-4:-2]
-        value = kh * kw * value.max(axis=(-2, -1))
-    return value, v
+        value, scale = kh * kw * value.max(axis=(-2, -1)), kh * kw * scale
+    frobenius = jnp.sqrt(jnp.sum(u * u, axis=tuple(range(u.ndim - norms.core_ndim(norm), u.ndim))))
+    return jnp.where(value > 0, value, scale * frobenius), v
+
+
+def _max_scaled(x: jax.Array, core: int) -> jax.Array:
+    """``x`` divided by its largest magnitude per atom (zero atoms stay zero): entries in [-1, 1], one of
+    them ±1, so no norm or power step of it can overflow or underflow in f32, whatever ``x``'s scale."""
+    m = jnp.max(jnp.abs(x), axis=tuple(range(x.ndim - core, x.ndim)), keepdims=True)
+    return x / jnp.where(m > 0, m, 1.0)
 
 
 def _first_vector(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
@@ -134,7 +149,8 @@ def scale_by_modular_norm(
             x = u.astype(jnp.float32)
             if form == "dual":
                 unit = dual(geo.norm, x, ns_coeffs=ns_coeffs, ns_steps=ns_steps)
-            else:
+            else:  # norms are homogeneous: unit(x) = unit(x / max|x|), computed on the latter
+                x = _max_scaled(x, norms.core_ndim(geo.norm))
                 if i in vectors:
                     value, vectors[i] = _estimated_norm(geo.norm, x, vectors[i])
                 else:
