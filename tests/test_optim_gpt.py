@@ -23,7 +23,7 @@ import zoo
 from optim.scion import DEFAULT_RADIUS
 from zoo.coord_check import coord_check, plot, spread
 
-PE_BAND = (0.86 - 0.01, 1.14 + 0.01)  # polar_express singular values, REFERENCE §3 (+ slack)
+PE_BAND = (0.86 - 0.01, 1.14 + 0.01)  # polar_express singular values, optim.newton_schulz table (+ slack)
 LR = {"scion": 0.05, "normalized_adam": 0.25, "normalized_sgd": 0.25, "muon": 0.02, "adamw": 0.01}
 
 

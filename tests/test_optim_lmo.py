@@ -8,7 +8,7 @@ import pytest
 
 from optim import lmo
 
-PE_BAND = (0.86 - 0.01, 1.14 + 0.01)  # polar_express, REFERENCE §3 (+ slack)
+PE_BAND = (0.86 - 0.01, 1.14 + 0.01)  # polar_express, optim.newton_schulz table (+ slack)
 
 
 def gaussian(shape, seed=0, dtype=jnp.float32):

@@ -1,4 +1,4 @@
-"""Newton–Schulz against numpy's SVD: the REFERENCE §3 table, batching, dtypes, edge cases."""
+"""Newton–Schulz against numpy's SVD: the module's preset table, batching, dtypes, edge cases."""
 
 import jax
 import jax.numpy as jnp
@@ -142,7 +142,7 @@ def test_bf16_input_computes_in_f32_and_returns_bf16():
     low = optim.orthogonalize(x, dtype=jnp.bfloat16)
     assert low.dtype == jnp.bfloat16
     exact = polar(np.asarray(x.astype(jnp.float32)))
-    assert abs(rel_err(low.astype(jnp.float32), exact) - rel_err(ref, exact)) < 0.03  # REFERENCE §3: ~0.02
+    assert abs(rel_err(low.astype(jnp.float32), exact) - rel_err(ref, exact)) < 0.03  # the preset table: about 0.02
 
 
 def test_custom_coefficients():
@@ -169,3 +169,35 @@ def test_bad_inputs_raise_clear_errors():
         optim.orthogonalize(jnp.ones(8))
     with pytest.raises(ValueError, match=r"must be \(a, b, c\)"):
         optim.orthogonalize(x, coeffs=(1.0, 2.0))
+
+
+PUBLISHED = {  # (a, b, c) per step and the factor on ||G||_F, as their sources print them
+    "muon": ([(3.4445, -4.7750, 2.0315)] * 5, 1.0),  # Jordan, modded-nanogpt (2024)
+    "polar_express": ([(8.156554524902461, -22.48329292557795, 15.878769915207462),  # Amsel et al. 2025, Alg. 1
+                       (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+                       (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+                       (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+                       (2.3465413258596377, -1.7097828382687081, 0.42323551169305323)], 1.02),
+    "five_step": ([(4.0848, -6.8946, 2.9270), (3.9505, -6.3029, 2.6377), (3.7418, -5.5913, 2.3037),  # Ahn et al. 2025
+                   (2.8769, -3.1427, 1.2046), (2.8366, -3.0525, 1.2012)], 1.0),
+    "six_step": ([(3955 / 1024, -8306 / 1024, 5008 / 1024), (3735 / 1024, -6681 / 1024, 3463 / 1024),
+                  (3799 / 1024, -6499 / 1024, 3211 / 1024), (4019 / 1024, -6385 / 1024, 2906 / 1024),
+                  (2677 / 1024, -3029 / 1024, 1162 / 1024), (2172 / 1024, -1833 / 1024, 682 / 1024)], 1.0),
+    "convergent": ([(2.0, -1.5, 0.5)] * 12, 1.0),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PUBLISHED))
+def test_singular_values_follow_the_published_polynomials(preset):
+    """Each step maps every singular value s to a·s + b·s³ + c·s⁵, from s = σ / (safety·‖G‖_F): the scalar
+    recursion in float64 with the published coefficients must give the output's singular values, so a changed
+    coefficient (8.1566 -> 8.0) or a dropped safety factor (1.02) fails here."""
+    g = np.random.default_rng(3).standard_normal((24, 40)) * np.linspace(0.05, 1.0, 40)  # spread-out spectrum
+    sigma = np.linalg.svd(g, compute_uv=False)
+    table, safety = PUBLISHED[preset]
+    s = sigma / (safety * np.linalg.norm(g) + 1e-7)
+    for a, b, c in table:
+        s = a * s + b * s**3 + c * s**5
+    got = np.linalg.svd(np.asarray(optim.orthogonalize(jnp.asarray(g, jnp.float32), coeffs=preset), np.float64),
+                        compute_uv=False)
+    np.testing.assert_allclose(np.sort(got), np.sort(np.abs(s)), rtol=2e-3, atol=2e-4)

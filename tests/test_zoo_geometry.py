@@ -75,7 +75,7 @@ def _multipliers(model):
 
 
 def test_multipliers_of_a_hand_built_composite():
-    """c_k by hand from the REFERENCE §1 rules.
+    """c_k by hand from the composition rules of Large et al. 2024, §3.
 
     root = Sequential(a, relu, Parallel(b, c), Scaled(0.5, Add), d), masses a=1, b=2, c=1, d=3
     total mass 7; sensitivities: relu 1, Parallel 2, Scaled-add 0.5, d 1.

@@ -1,6 +1,6 @@
 """Bonds: modules without weights (mass 0), each with its sensitivity.
 
-Sensitivities follow Modula (Large et al. 2024, §3; REFERENCE §1): the
+Sensitivities follow Modula (Large et al. 2024, §3): the
 activations are rescaled so their sensitivity is 1, normalizations, pooling,
 reshapes and the 1/d_head attention are sensitivity 1.
 """

@@ -1,6 +1,6 @@
 """Combinators: compound modules whose mass and sensitivity follow from their children.
 
-Rules (Large et al. 2024, Props. 3-5; REFERENCE §1 table), for a whole of
+Rules (Large et al. 2024, §3, Props. 3-5), for a whole of
 mass m given update target t:
 
 - ``Sequential(M0, ..., Mn)`` (M0 runs first): mass sum m_i, sensitivity

@@ -2,8 +2,8 @@
 
 Every :class:`Module` has a *mass* and a *sensitivity*, and knows how a
 normalized update of target size ``t`` given to it is shared among its
-children (REFERENCE table: composition, concatenation, scalar multiple,
-residual stack). Atoms (modules with weights) end the recursion: the target
+children (Large et al. 2024, §3 and App. B: composition, concatenation,
+scalar multiple, residual stack). Atoms (modules with weights) end the recursion: the target
 they receive is their multiplier ``c_k``. :func:`assign_geometry` walks a
 model from its root once, after construction, and writes mass and multiplier
 into every parameter's metadata.
@@ -72,7 +72,8 @@ def assign_geometry(root: Module) -> Module:
 
     The root gets target 1, so each atom's multiplier is the closed-form
     c_k: the product along its path of (child mass / parent mass) divided by
-    the sensitivity of everything applied after it (REFERENCE §1). The mass
+    the sensitivity of everything applied after it (Large et al. 2024, §3,
+the composition and concatenation rules unrolled). The mass
     written is the atom's absolute share of the root's mass.
     """
 

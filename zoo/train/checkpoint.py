@@ -2,7 +2,7 @@
 
 Saves are asynchronous (``wait`` before exit); restores go onto whatever mesh
 the new run has, because every array is restored into a target
-``jax.ShapeDtypeStruct`` carrying the new sharding (REFERENCE §6).
+``jax.ShapeDtypeStruct`` carrying the new sharding (Orbax's restore-with-sharding pattern).
 """
 
 from __future__ import annotations
