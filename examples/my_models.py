@@ -34,6 +34,9 @@ class BigramMLPConfig:
     family: ClassVar[str] = "bigram-mlp"
     modality: ClassVar[str] = "text"  # batch {"tokens": (B, context + 1)}
 
+    def tiny(self):  # what the zoo's registry-generated tests build
+        return dataclasses.replace(self, width=16, depth=1, context=8)
+
     def build(self, *, rngs):
         return BigramMLP(self, rngs=rngs)
 
@@ -63,6 +66,9 @@ class PixelMLPConfig:
     classes: int = 10
     family: ClassVar[str] = "pixel-mlp"
     modality: ClassVar[str] = "image"  # batch {"image": (B, H, W, C), "label": (B,)}
+
+    def tiny(self):
+        return dataclasses.replace(self, width=16, depth=1, image_size=8)
 
     def build(self, *, rngs):
         return PixelMLP(self, rngs=rngs)

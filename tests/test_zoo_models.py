@@ -1,63 +1,47 @@
-"""Registry-generated model tests: every preset at two widths and two depths."""
+"""Registry-generated model tests: every registered preset, and the user-registered ones of
+examples/my_models.py, at the tiny variant its config supplies (``cfg.tiny()``) and at one more depth."""
+
+import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
 
 import zoo
+from examples import my_models  # noqa: F401  (registers bigram-mlp and pixel-mlp, as a user would)
 from optim.geometry import Geometry, is_geometry
-
-# Small sizes per family so every registered preset runs quickly on CPU; the
-# presets' own sizes are checked abstractly (eval_shape) below.
-SHRINK = {"gpt": dict(context=16), "resmlp": dict(image_size=8), "resnet": dict(image_size=8)}
-WIDTHS = {"gpt": (24, 48), "resmlp": (16, 32), "resnet": (4, 8)}
-
-
-def _small(name, width, depth):
-    cfg = zoo.get_config(name)
-    overrides = dict(SHRINK[cfg.family], width=width, depth=depth)
-    if cfg.family == "gpt":
-        overrides["heads"] = 4 if width % 4 == 0 else 1
-    return overrides
 
 
 def _cases():
-    """One case per distinct shrunken config (presets of a family often shrink to the same one)."""
+    """One case per distinct tiny config (presets of a family often shrink to the same one), at its own
+    depth and one deeper."""
     seen = {}
     for name in zoo.list_models():
-        for width in WIDTHS[zoo.get_config(name).family]:
-            for depth in (1, 3):
-                overrides = _small(name, width, depth)
-                seen.setdefault(zoo.get_config(name, **overrides), (name, overrides))
-    return [pytest.param(name, overrides, id=f"{name}-w{overrides['width']}-d{overrides['depth']}")
-            for name, overrides in seen.values()]
+        tiny = zoo.get_config(name).tiny()
+        for cfg in (tiny, dataclasses.replace(tiny, depth=tiny.depth + 1)):
+            seen.setdefault(cfg, name)
+    return [pytest.param(cfg, id=f"{name}-w{cfg.width}-d{cfg.depth}") for cfg, name in seen.items()]
 
 
-@pytest.mark.parametrize("name,overrides", _cases())
-def test_forward_shapes_and_geometry(name, overrides):
-    depth = overrides["depth"]
-    model = zoo.create(name, rngs=nnx.Rngs(0), **overrides)
-    cfg = zoo.get_config(name, **overrides)
+@pytest.mark.parametrize("cfg", _cases())
+def test_forward_backward_and_geometry(cfg):
+    model = zoo.build(cfg, rngs=nnx.Rngs(0))
     batch = cfg.example_batch(2, jax.random.key(0))
-    out = nnx.jit(lambda m, x: m(x))(model, model.inputs(batch))
-    if cfg.family == "gpt":
-        assert out.shape == (2, cfg.context, cfg.vocab)
-    else:
-        assert out.shape == (2, cfg.classes)
-    assert bool(jnp.all(jnp.isfinite(out)))
-    loss, metrics = model.loss(batch)
+    graphdef, params = nnx.split(model, nnx.Param)
+    out = jax.eval_shape(lambda p: nnx.merge(graphdef, p)(model.inputs(batch)), params)
+    assert out.shape == ((2, cfg.context, cfg.vocab) if cfg.modality == "text" else (2, cfg.classes))
+    loss_and_grad = jax.value_and_grad(lambda p: nnx.merge(graphdef, p).loss(batch), has_aux=True)
+    (loss, metrics), grads = jax.jit(loss_and_grad)(params)
     assert np.isfinite(float(loss)) and "loss" in metrics
+    for path, g in nnx.to_flat_state(grads):
+        g = np.asarray(g.get_value() if isinstance(g, nnx.Variable) else g)
+        assert np.isfinite(g).all() and np.abs(g).max() > 0, f"{path}: no gradient reaches it"
 
-    params = nnx.state(model, nnx.Param)
     geo = zoo.geometry(model)
-    leaves = jax.tree.leaves(params)
     records = jax.tree.leaves(geo, is_leaf=is_geometry)
-    # one record per parameter, same tree structure, stacked axes match depth
-    assert len(records) == len(leaves) and all(isinstance(r, Geometry) for r in records)
-    flat_params = dict(nnx.to_flat_state(params))
-    flat_geo = dict(nnx.to_flat_state(geo))
+    assert len(records) == len(jax.tree.leaves(params)) and all(isinstance(r, Geometry) for r in records)
+    flat_params, flat_geo = dict(nnx.to_flat_state(params)), dict(nnx.to_flat_state(geo))
     assert set(flat_params) == set(flat_geo)
     for path, p in flat_params.items():
         g = flat_geo[path]
@@ -65,7 +49,7 @@ def test_forward_shapes_and_geometry(name, overrides):
         assert len(g.axes) == p.ndim, path
         assert g.multiplier > 0 and g.mass > 0, path
         if g.stack_ndim:
-            assert p.shape[0] == depth, path
+            assert p.shape[0] == cfg.depth, path
 
 
 @pytest.mark.parametrize("name", zoo.list_models())

@@ -1,8 +1,9 @@
 """The model registry: register, list, configure and create models by name (timm-style).
 
 A registered entry is a frozen config dataclass with ``build(*, rngs)``,
-``example_batch(batch_size, key)`` and ``family`` and ``modality`` class
-attributes (``zoo.models.base.MODALITIES``: what the model reads). A
+``example_batch(batch_size, key)``, ``tiny()`` (the same config shrunk for the
+registry-generated tests) and ``family`` and ``modality`` class attributes
+(``zoo.models.base.MODALITIES``: what the model reads). A
 duplicate name and an unknown name or override are errors, never warnings.
 """
 

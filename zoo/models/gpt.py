@@ -45,6 +45,10 @@ class GPTConfig:
     family: ClassVar[str] = "gpt"
     modality: ClassVar[str] = "text"
 
+    def tiny(self) -> GPTConfig:
+        """This config shrunk for tests: width 32, 2 blocks, 4 heads, context 16."""
+        return dataclasses.replace(self, width=32, depth=2, heads=4, context=16)
+
     def build(self, *, rngs: nnx.Rngs) -> GPT:
         return GPT(self, rngs=rngs)
 

@@ -32,6 +32,10 @@ class ResMLPConfig:
     family: ClassVar[str] = "resmlp"
     modality: ClassVar[str] = "image"
 
+    def tiny(self) -> ResMLPConfig:
+        """This config shrunk for tests: width 32, 2 blocks, 8x8 images."""
+        return dataclasses.replace(self, width=32, depth=2, image_size=8)
+
     def build(self, *, rngs: nnx.Rngs) -> ResMLP:
         return ResMLP(self, rngs=rngs)
 

@@ -35,6 +35,10 @@ class ResNetConfig:
     family: ClassVar[str] = "resnet"
     modality: ClassVar[str] = "image"
 
+    def tiny(self) -> ResNetConfig:
+        """This config shrunk for tests: width 4, 2 stages of 1 block, 8x8 images."""
+        return dataclasses.replace(self, width=4, depth=1, stages=2, image_size=8)
+
     def build(self, *, rngs: nnx.Rngs) -> ResNet:
         return ResNet(self, rngs=rngs)
 

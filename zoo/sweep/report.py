@@ -177,17 +177,17 @@ def overhead_line(figures: dict) -> str:
     text = (f"{figures['points']} points, {figures['point_seconds'] / 60:.1f} min of point time; "
             f"compilation and setup {figures['overhead_share']:.1%} of it")
     if figures.get("wall_seconds"):
-        text += (f"; wall {figures['wall_seconds'] / 60:.1f} min at parallel {figures['parallel']} "
+        text += (f"; wall {figures['wall_seconds'] / 60:.1f} min in {figures['sittings']} sitting(s) at parallel "
+                 f"{figures['parallel']} "
                  f"(process starts and idle slots {figures['idle_share']:.1%} of the wall)")
     return text
 
 
-def write_all(config, sweep_dir: pathlib.Path, *, wall_seconds: float | None = None, parallel: int = 1,
-              ran_seconds: float | None = None) -> dict:
+def write_all(config, sweep_dir: pathlib.Path) -> dict:
     """Write results.csv, the two plots and summary.md from the points finished so far; return the figures.
 
-    ``wall_seconds`` and ``ran_seconds`` (the point time of this invocation) give the share of the wall
-    time no point was running in a slot (process starts, the tail of the last units).
+    The finished sittings (``sittings.jsonl``: wall time, point time and processes of each invocation) give
+    the sweep's wall time and the share of it no point was running in a slot (process starts, idle tails).
     """
     rows = load_rows(sweep_dir)
     if not rows:
@@ -196,9 +196,13 @@ def write_all(config, sweep_dir: pathlib.Path, *, wall_seconds: float | None = N
     point_seconds = sum(r["seconds"] for r in rows)
     figures = {"points": len(rows), "point_seconds": point_seconds,
                "overhead_share": sum(r["seconds_overhead"] for r in rows) / max(point_seconds, 1e-9)}
-    if wall_seconds:
-        figures.update(wall_seconds=wall_seconds, parallel=parallel,
-                       idle_share=max(0.0, 1 - (ran_seconds or 0.0) / (wall_seconds * max(parallel, 1))))
+    log = sweep_dir / "sittings.jsonl"
+    sittings = [json.loads(x) for x in log.read_text().splitlines() if x.strip()] if log.exists() else []
+    if sittings:
+        wall = sum(x["wall_seconds"] for x in sittings)
+        capacity = sum(x["wall_seconds"] * max(x["parallel"], 1) for x in sittings)
+        figures.update(wall_seconds=wall, parallel=sittings[-1]["parallel"], sittings=len(sittings),
+                       idle_share=max(0.0, 1 - sum(x["ran_seconds"] for x in sittings) / capacity))
     analysis = analyse(rows)
     plot(rows, analysis, config.sweep.axis, sweep_dir)
     text = summary_markdown(rows, analysis, config.sweep.axis, figures)

@@ -4,7 +4,8 @@ A *unit* is one optimizer at one size. It runs in one process, which compiles
 the train step once (``zoo.train`` shares it between runs that differ only in
 rate and seed) and loops over the unit's rates: the configured grid with the
 first seed, rates added beyond an edge optimum (``sweep.extend``), then every
-further seed at the optimum and its two neighbours.
+further seed at the optimum and its two neighbours, then, where the mean over
+seeds puts the optimum on an edge, rates beyond it with every seed.
 
 Every point writes ``points/<id>/result.json`` atomically when it ends, so a
 sweep started again skips finished points; an interrupted point resumes from
@@ -147,6 +148,13 @@ def run_unit(config, spec: str, optimizer: str, value: int, sweep_dir: pathlib.P
             for e in (best - 1, best, best + 1):
                 if e in losses:
                     run(e, seed)
+    for _ in range(int(s.extend) if len(seeds) > 1 else 0):
+        # The mean over seeds can move the optimum onto the grid's edge: extend there with every seed.
+        e = grid.next_extension(sorted(losses), grid.best_exponent(losses))
+        if e is None:
+            break
+        for seed in seeds:
+            run(e, seed)
     return rows
 
 
@@ -265,7 +273,9 @@ def sweep(config, spec_argv: list[str], spec: str, sweep_dir: str | pathlib.Path
                 f.result()
     wall = time.perf_counter() - t0
     ran = sum(x for xs in progress.done.values() for x in xs)
-    figures = report.write_all(config, sweep_dir, wall_seconds=wall, parallel=parallel, ran_seconds=ran)
+    with open(sweep_dir / "sittings.jsonl", "a") as f:  # a sweep may take several sittings: the report sums them
+        f.write(json.dumps({"wall_seconds": round(wall, 2), "ran_seconds": round(ran, 2), "parallel": parallel}) + "\n")
+    figures = report.write_all(config, sweep_dir)
     print(report.overhead_line(figures), flush=True)
     print(f"wrote {sweep_dir / 'results.csv'}, sweep.png, size.png and summary.md", flush=True)
     return figures

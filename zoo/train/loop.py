@@ -292,6 +292,9 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
             result["seconds_first_step"] = time.perf_counter() - t_loop
         n_log += 1
         if measure_norms:
+            # Finish the step first: two programs with collectives in flight at once can deadlock XLA:CPU's
+            # simulated devices (seen with 8 of them on 2 cores).
+            jax.block_until_ready(run.params)
             norms = {k: float(v) for k, v in run.compiled.norms_fn(run.params, previous).items()}
             result["norms"] = norms
             writer.write(step, "norms", norms)

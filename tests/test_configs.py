@@ -1,0 +1,47 @@
+"""Every shipped config's ``:test`` variant runs: the run configs train and evaluate, and each sweep's first
+point at each size trains (the whole miniature sweep runs in test_sweep.py)."""
+
+import importlib
+import math
+import pathlib
+
+import pytest
+
+from zoo.sweep import grid
+from zoo.sweep.grid import Point
+from zoo.train import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RUNS = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem not in ("__init__", "common"))
+SWEEPS = sorted(p.stem for p in (ROOT / "configs" / "sweeps").glob("*.py") if p.stem not in ("__init__", "common"))
+
+
+def _module(name):
+    return importlib.import_module(f"configs.{name}" if name in RUNS else f"configs.sweeps.{name}")
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_run_config_test_variant_trains(name, tmp_path, cifar_cache, monkeypatch):
+    monkeypatch.setenv("MODZOO_CACHE_DIR", str(cifar_cache))
+    config = _module(name).get_config("test")
+    config.train.sample_tokens = 0
+    out = train(config, tmp_path, quiet=True)
+    assert out["step"] == config.train.steps and math.isfinite(out["eval"]["loss"])
+
+
+@pytest.mark.parametrize("name", SWEEPS)
+def test_sweep_config_test_variant_trains_a_point_per_size(name, tmp_path, cifar_cache, monkeypatch):
+    monkeypatch.setenv("MODZOO_CACHE_DIR", str(cifar_cache))
+    module = _module(name)
+    config = module.get_config("test")
+    grid.check(config)
+    optimizer, (lo, _) = next(iter(config.sweep.rates.items()))
+    for size in config.sweep.sizes:
+        point = Point(optimizer, int(size), int(lo), 0)
+        out = train(grid.point_config(config, point), tmp_path / point.id(config.sweep.axis), quiet=True)
+        assert math.isfinite(out["eval"]["loss"]) and out["train_losses"][-1] < out["train_losses"][0]
+    for variant in (None, "gpu"):  # the full-scale variants build valid grids
+        full = module.get_config(variant)
+        grid.check(full)
+        assert len(full.sweep.sizes) >= 4 and max(full.sweep.sizes) >= 8 * min(full.sweep.sizes)
+        assert set(full.sweep.rates) == {"scion", "normalized_adam", "muon", "adamw"}
