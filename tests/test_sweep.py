@@ -115,3 +115,22 @@ def test_grid_extends_past_an_edge_optimum():
     assert grid.next_extension([-2, -1, 0], 0) == 1
     assert grid.next_extension([-2, -1, 0], -1) is None
     assert np.isclose(Point("scion", 64, -5, 0).learning_rate, 1 / 32)
+
+
+def test_a_committed_row_reproduces_from_its_command(tmp_path):
+    """The cheapest row of the committed GPT width sweep, rerun from its ``command`` column on one core (the
+    sweep's workers are pinned to one core each; XLA:CPU's threads split reductions differently), bit for bit."""
+    rows = [r for r in _rows(os.path.join(ROOT, "configs", "sweeps", "gpt_width", "results.csv"))
+            if r["diverged"] == "False"]
+    row = min(rows, key=lambda r: float(r["seconds"]))
+    argv = shlex.split(row["command"])
+    argv[argv.index("--workdir") + 1] = str(tmp_path / "row")
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}  # one CPU device, as the sweep had
+    env["PYTHONPATH"] = ROOT
+    code = "import os, sys; os.sched_setaffinity(0, {0}); from zoo.cli import main; main(sys.argv[1:])"
+    proc = subprocess.run([sys.executable, "-c", code, *argv[1:]], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    got = next(json.loads(x)["loss"] for x in (tmp_path / "row" / "metrics.jsonl").read_text().splitlines()
+               if json.loads(x)["split"] == "eval")
+    assert got == float(row["val_loss"]), (row["command"], got, row["val_loss"])

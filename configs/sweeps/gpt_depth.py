@@ -4,9 +4,8 @@
     modzoo sweep --config configs/sweeps/gpt_depth.py:gpu --workdir runs/gpt_depth_gpu  # GPU scale
 
 CPU scale: width 64, 4 heads, context 64, batch 16, 300 steps of linear
-decay; the same optimizers, rate ranges and seeds as gpt_width.py. About 35 min
-on the 2-core CPU at ``--parallel 2`` (measured figure in summary.md). GPU
-scale: width 256, 4 to 32 blocks, context 256, batch 64, 2,000 steps.
+decay; the same optimizers, rate ranges and seeds as gpt_width.py. Measured:
+18.5 min on the 2-core CPU at ``--parallel 2`` (gpt_depth/summary.md). GPU scale: width 256, 4 to 32 blocks, context 256, batch 64, 2,000 steps.
 """
 
 from configs.common import base, parse_arg

@@ -5,8 +5,8 @@
 
 CPU scale: 4 heads, context 64, batch 16, 300 steps of linear decay, no
 warmup; Scion, normalized Adam, Muon and AdamW over rates 2^lo..2^hi (extended
-past an edge optimum), seed 1 at each optimum and its neighbours. About 35 min
-on the 2-core CPU at ``--parallel 2`` (measured figure in summary.md).
+past an edge optimum), seed 1 at each optimum and its neighbours. Measured:
+34.6 min on the 2-core CPU at ``--parallel 2`` (gpt_width/summary.md).
 GPU scale: widths 128 to 1024 at depth 4, 8 heads, context 256, batch 64,
 2,000 steps. Any point reruns on its own with the ``command`` column of
 results.csv.

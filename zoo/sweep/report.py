@@ -151,7 +151,7 @@ def summary_markdown(rows: list[dict], analysis: dict, axis: str, figures: dict)
     for opt, a in sorted(analysis.items()):
         best = ", ".join(f"{v}: {a['best_exponent'][v]}{'*' if a['edge'][v] else ''}" for v in a["sizes"]
                          if v in a["best_exponent"])
-        chain = " > ".join(_fmt(a["loss_at_picked"][v], 3) for v in a["sizes"])
+        chain = " → ".join(_fmt(a["loss_at_picked"][v], 3) for v in a["sizes"])
         lines.append(f"| {opt} | {best} | {a['drift_octaves']} | {a['largest_move']} | "
                      f"{'yes' if a['monotone_at_picked'] else 'no'} ({chain}) |")
     lines += ["", "`*`: the optimum is on the edge of the grid that was run (extension limit reached).", ""]
