@@ -8,12 +8,12 @@ PaLM appendix: 6 N (N = non-embedding parameters) + 12 L d T for attention.
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 import zoo
 from zoo.benchmarks.timing import matmul_flops_per_s, median_seconds
 from zoo.summary import param_count
+from zoo.train.step import make_train_step
 
 
 def flops_per_token(model) -> float:
@@ -35,16 +35,11 @@ def step_time(name: str, optimizer: str, batch_size: int, repeats: int, **overri
     opt_state = tx.init(params)
     tokens = model.config.example_batch(batch_size, jax.random.key(0))
 
-    @jax.jit
-    def step(params, opt_state):
-        grads = jax.grad(lambda p: nnx.merge(graphdef, p).loss(tokens)[0])(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return jax.tree.map(jnp.add, params, updates), opt_state
-
+    step = jax.jit(make_train_step(graphdef, tx), donate_argnums=(0, 1))
     state = [params, opt_state]
 
     def run():
-        state[0], state[1] = step(*state)
+        state[0], state[1], _ = step(state[0], state[1], tokens)
         return state[0]
 
     return median_seconds(run, repeats), model
