@@ -82,7 +82,8 @@ class PixelMLP(Classifier):
         self.config = cfg
         pixels = cfg.image_size * cfg.image_size * cfg.channels
         super().__init__({
-            "input": nn.Sequential(flat=nn.Flatten(), linear=nn.Linear(pixels, cfg.width, rngs=rngs)),
+            "input": nn.Sequential(flat=nn.Flatten(), linear=nn.Linear(pixels, cfg.width, rngs=rngs),
+                                   bias=nn.Bias(cfg.width, rngs=rngs)),  # gains and biases are atoms too
             "blocks": _mlp_blocks(cfg.width, cfg.depth, rngs),
             "logits": nn.Linear(cfg.width, cfg.classes, role="output", rngs=rngs),
         })

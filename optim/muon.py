@@ -20,7 +20,7 @@ import math
 import jax
 import optax
 
-from optim._tree import geometry_leaves, pair
+from optim import geometry as geometry_lib
 from optim.newton_schulz import orthogonalize, resolve
 
 MUON_ROLES = ("hidden", "conv")
@@ -31,11 +31,11 @@ def scale_by_orthogonalized(geometry, *, ns_coeffs="muon", ns_steps: int | None 
     kernels as (k·k·c_in, c_out) matrices. ``geometry`` pairs with exactly
     the leaves this transformation sees."""
     resolve(ns_coeffs, ns_steps)
-    geos = geometry_leaves(geometry)
+    geos = geometry_lib.leaves(geometry)
 
     def update_fn(updates, state, params=None):
         del params
-        leaves, treedef = pair(updates, geos)
+        leaves, _, treedef = geometry_lib.pair(updates, geos)
         out = []
         for u, geo in zip(leaves, geos):
             flat = u.reshape(*u.shape[:-4], -1, u.shape[-1]) if geo.role == "conv" else u
@@ -73,11 +73,11 @@ def muon(
       adam_learning_rate: AdamW's step size (default: ``learning_rate``).
       adam_b1, adam_b2, adam_eps, adam_weight_decay: AdamW's settings.
     """
-    geos = geometry_leaves(geometry)
+    geos = geometry_lib.leaves(geometry)
     muon_geos = [g for g in geos if g.role in MUON_ROLES]
 
     def labels(tree):
-        _, treedef = pair(tree, geos, "params")
+        _, _, treedef = geometry_lib.pair(tree, geos, "params")
         return jax.tree.unflatten(treedef, ["muon" if g.role in MUON_ROLES else "adam" for g in geos])
 
     no_decay = isinstance(weight_decay, (int, float)) and weight_decay == 0

@@ -28,16 +28,14 @@ decoupled decay, as in Scion's SCG).
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
-from optim import lmo, norms
-from optim._tree import geometry_leaves, pair
-from optim.geometry import NORMS
+from optim import geometry as geometry_lib
+from optim import norms
 from optim.newton_schulz import resolve
 
 FORMS = ("dual", "scaled")
@@ -51,45 +49,7 @@ five-step presets' bands reach 1.14."""
 def dual(norm: str, g: jax.Array, *, ns_coeffs=DEFAULT_NS_PRESET, ns_steps: int | None = None) -> jax.Array:
     """The unit-norm steepest direction of ``g`` in the atom norm ``norm`` (its
     dual map; Large et al. 2024, §3.2), per stacked slice; zero maps to zero."""
-    ns = {"coeffs": ns_coeffs, "steps": ns_steps}
-    if norm == "spectral":
-        return lmo.spectral(g, **ns)
-    if norm == "conv":
-        kh, kw = g.shape[-4:-2]
-        return lmo.spectral(g, **ns) / jnp.asarray(kh * kw, g.dtype)
-    if norm == "embed":
-        return lmo.colnorm(g)
-    if norm == "rms":
-        return lmo.bias(g)
-    raise ValueError(f"unknown norm {norm!r}; expected one of {NORMS}")
-
-
-def _power_step(u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One power-iteration step on (..., d_in, d_out) matrices from unit vectors
-    v (..., d_out): returns (σ_max estimate ‖UᵀUv‖/‖Uv‖ ≤ σ_max, next v)."""
-    w = jnp.einsum("...io,...o->...i", u, v)
-    z = jnp.einsum("...io,...i->...o", u, w)
-    w_norm = jnp.linalg.norm(w, axis=-1)
-    z_norm = jnp.linalg.norm(z, axis=-1, keepdims=True)
-    sigma = z_norm[..., 0] / jnp.where(w_norm > 0, w_norm, 1.0)
-    return sigma, jnp.where(z_norm > 0, z / jnp.where(z_norm > 0, z_norm, 1.0), v)
-
-
-def _estimated_norm(norm: str, u: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Spectral or conv atom norm of ``u`` per stacked slice, by one power step.
-
-    Where the step finds nothing (``v`` orthogonal to ``u``'s rows) the
-    Frobenius bound stands in, which is never below the norm, so the update
-    is never larger than its target."""
-    d_in, d_out = u.shape[-2:]
-    sigma, v = _power_step(u, v)
-    scale = math.sqrt(d_in / d_out)
-    value = scale * sigma
-    if norm == "conv":
-        kh, kw = u.shape[-4:-2]
-        value, scale = kh * kw * value.max(axis=(-2, -1)), kh * kw * scale
-    frobenius = jnp.sqrt(jnp.sum(u * u, axis=tuple(range(u.ndim - norms.core_ndim(norm), u.ndim))))
-    return jnp.where(value > 0, value, scale * frobenius), v
+    return norms.get(norm).dual(g, ns_coeffs=ns_coeffs, ns_steps=ns_steps)
 
 
 def _max_scaled(x: jax.Array, core: int) -> jax.Array:
@@ -97,12 +57,6 @@ def _max_scaled(x: jax.Array, core: int) -> jax.Array:
     them ±1, so no norm or power step of it can overflow or underflow in f32, whatever ``x``'s scale."""
     m = jnp.max(jnp.abs(x), axis=tuple(range(x.ndim - core, x.ndim)), keepdims=True)
     return x / jnp.where(m > 0, m, 1.0)
-
-
-def _first_vector(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """A fixed random unit vector per matrix of a (..., d_in, d_out) array."""
-    v = jax.random.normal(key, shape[:-2] + shape[-1:], jnp.float32)
-    return v / jnp.linalg.norm(v, axis=-1, keepdims=True)
 
 
 class ModularNormState(NamedTuple):
@@ -133,31 +87,31 @@ def scale_by_modular_norm(
     if form not in FORMS:
         raise ValueError(f"unknown normalization form {form!r}; choose one of {FORMS}")
     resolve(ns_coeffs, ns_steps)
-    geos = geometry_leaves(geometry)
-    powered = [i for i, g in enumerate(geos) if form == "scaled" and g.norm in ("spectral", "conv")]
+    geos = geometry_lib.leaves(geometry)
+    powered = [i for i, g in enumerate(geos) if form == "scaled" and g.atom_norm.powered]
 
     def init_fn(params):
-        leaves, _ = pair(params, geos, "params")
+        leaves, _, _ = geometry_lib.pair(params, geos, "params")
         key = jax.random.key(0)
-        return ModularNormState(tuple(_first_vector(jax.random.fold_in(key, i), leaves[i].shape) for i in powered))
+        return ModularNormState(tuple(geos[i].atom_norm.first_vector(jax.random.fold_in(key, i), leaves[i].shape)
+                                      for i in powered))
+
+    def unit(x, norm: norms.AtomNorm, v):
+        """(x made unit-size in ``norm``, next power vector)."""
+        if form == "dual":
+            return norm.dual(x, ns_coeffs=ns_coeffs, ns_steps=ns_steps), v
+        x = _max_scaled(x, norm.core_ndim)  # norms are homogeneous: unit(x) = unit(x / max|x|)
+        value, v = norm.estimate(x, v)
+        value = value.reshape(value.shape + (1,) * norm.core_ndim)
+        return x / jnp.where(value > 0, value, 1.0), v
 
     def update_fn(updates, state, params=None):
-        leaves, treedef = pair(updates, geos)
+        leaves, _, treedef = geometry_lib.pair(updates, geos)
         vectors = dict(zip(powered, state.vectors))
         out = []
         for i, (u, geo) in enumerate(zip(leaves, geos)):
-            x = u.astype(jnp.float32)
-            if form == "dual":
-                unit = dual(geo.norm, x, ns_coeffs=ns_coeffs, ns_steps=ns_steps)
-            else:  # norms are homogeneous: unit(x) = unit(x / max|x|), computed on the latter
-                x = _max_scaled(x, norms.core_ndim(geo.norm))
-                if i in vectors:
-                    value, vectors[i] = _estimated_norm(geo.norm, x, vectors[i])
-                else:
-                    value = norms.atom_norm(geo.norm, x)
-                value = value.reshape(value.shape + (1,) * norms.core_ndim(geo.norm))
-                unit = x / jnp.where(value > 0, value, 1.0)
-            out.append(geo.multiplier * unit)
+            direction, vectors[i] = unit(u.astype(jnp.float32), geo.atom_norm, vectors.get(i))
+            out.append(geo.multiplier * direction)
         if not _statically_zero(weight_decay):
             if params is None:
                 raise ValueError("weight_decay needs the parameters: call tx.update(grads, state, params)")

@@ -19,8 +19,7 @@ import jax.numpy as jnp
 import optax
 
 from optim import lmo as lmo_lib
-from optim._tree import geometry_leaves, pair
-from optim.geometry import ROLES
+from optim import geometry as geometry_lib
 from optim.newton_schulz import DEFAULT_PRESET
 
 DEFAULT_LMO = {
@@ -47,9 +46,9 @@ are RMS-1 directions per row)."""
 
 
 def _by_role(defaults: dict[str, Any], overrides: dict[str, Any] | None, what: str) -> dict[str, Any]:
-    unknown = set(overrides or {}) - set(ROLES)
+    unknown = set(overrides or {}) - set(geometry_lib.ROLES)
     if unknown:
-        raise ValueError(f"{what} given for unknown roles {sorted(unknown)}; roles are {ROLES}")
+        raise ValueError(f"{what} given for unknown roles {sorted(unknown)}; roles are {geometry_lib.ROLES}")
     return {**defaults, **(overrides or {})}
 
 
@@ -76,17 +75,17 @@ def scale_by_scion(
     defaults :data:`DEFAULT_RADIUS` and :data:`DEFAULT_LMO`; ``ns_coeffs`` and
     ``ns_steps`` go to the Newton–Schulz-based LMOs.
     """
-    geos = geometry_leaves(geometry)
+    geos = geometry_lib.leaves(geometry)
     radii = _by_role(DEFAULT_RADIUS, radius, "radius")
     names = _by_role(DEFAULT_LMO, lmo, "lmo")
     maps = {role: lmo_lib.get(name, coeffs=ns_coeffs, steps=ns_steps) for role, name in names.items()}
 
     def init_fn(params):
-        pair(params, geos, "params")
+        geometry_lib.pair(params, geos, "params")
         return ScionState(jax.tree.map(jnp.zeros_like, params))
 
     def update_fn(updates, state, params=None):
-        grads, treedef = pair(updates, geos)
+        grads, _, treedef = geometry_lib.pair(updates, geos)
         avg = [
             (d + momentum * (g.astype(d.dtype) - d)).astype(d.dtype)
             for g, d in zip(grads, jax.tree.leaves(state.momentum))
@@ -163,10 +162,10 @@ def scion_init(params, geometry, key: jax.Array, *, radius=None, lmo=None):
     keep their values (ones already lie on the RMS sphere; biases start at
     zero). Returns a tree like ``params``.
     """
-    geos = geometry_leaves(geometry)
+    geos = geometry_lib.leaves(geometry)
     radii = _by_role(DEFAULT_RADIUS, radius, "radius")
     names = _by_role(DEFAULT_LMO, lmo, "lmo")
-    leaves, treedef = pair(params, geos, "params")
+    leaves, _, treedef = geometry_lib.pair(params, geos, "params")
     out = []
     for i, (w, geo) in enumerate(zip(leaves, geos)):
         if geo.role in ("gain", "bias"):

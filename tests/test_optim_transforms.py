@@ -173,7 +173,7 @@ def test_normalized_scaled_form_keeps_direction_and_power_state():
         lead = ratio.reshape(ratio.shape[: gm.stack_ndim] + (-1,))
         np.testing.assert_allclose(lead / lead[..., :1], 1.0, rtol=1e-4)
         assert (lead < 0).all()
-        norm = np.asarray(optim.norms.norm_of(gm, jnp.asarray(x)))
+        norm = np.asarray(gm.atom_norm.value(jnp.asarray(x)))
         np.testing.assert_allclose(norm / (lr * gm.multiplier), 1.0, rtol=0.02)
 
 

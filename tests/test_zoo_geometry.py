@@ -176,5 +176,22 @@ def test_modular_norm_against_numpy():
 def test_modular_norm_rejects_mismatched_tree():
     model = zoo.create("gpt-tiny", rngs=nnx.Rngs(0), width=32, depth=2, context=8)
     params = jax.tree.leaves(nnx.state(model, nnx.Param))
-    with pytest.raises(ValueError, match="geometry has 9 parameters but the tree has 8"):
+    with pytest.raises(ValueError, match="geometry tree has 9 leaves but the arrays have 8"):
         zoo.modular_norm(zoo.geometry(model), params[:-1])
+
+
+def test_gain_and_bias_atoms():
+    """Gains start at RMS 1 (ones), biases at 0; both are RMS-norm atoms Scion gives the Bias LMO."""
+    gain, bias = nn.Gain(6, rngs=nnx.Rngs(0)), nn.Bias(6, rngs=nnx.Rngs(0))
+    x = jnp.arange(12.0).reshape(2, 6)
+    np.testing.assert_array_equal(np.asarray(gain(x)), np.asarray(x))
+    np.testing.assert_array_equal(np.asarray(bias(x)), np.asarray(x))
+    gain.scale[...] = jnp.full((6,), 2.0)
+    bias.offset[...] = jnp.arange(6.0)
+    np.testing.assert_allclose(np.asarray(gain(x)), 2 * np.asarray(x))
+    np.testing.assert_allclose(np.asarray(bias(x)), np.asarray(x) + np.arange(6.0))
+    model = nn.assign_geometry(nn.Sequential(linear=nn.Linear(6, 6, rngs=nnx.Rngs(0)), gain=gain, bias=bias))
+    geo = zoo.geometry(model)
+    assert (geo["gain"]["scale"].role, geo["gain"]["scale"].norm) == ("gain", "rms")
+    assert (geo["bias"]["offset"].role, geo["bias"]["offset"].norm) == ("bias", "rms")
+    assert geo["bias"]["offset"].multiplier == pytest.approx(1 / 3)  # three atoms of mass 1 in a row

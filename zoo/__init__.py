@@ -7,7 +7,7 @@
 """
 
 from zoo import presets as _presets  # noqa: F401  (registers the catalog)
-from zoo.geometry import geometry, modular_norm
+from zoo.modular import geometry, modular_norm
 from zoo.pretrained import load
 from zoo.registry import build, create, get_config, list_models, register
 

@@ -15,8 +15,9 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from zoo.geometry import geometry
+from zoo.modular import geometry
 from zoo.registry import create, get_config
+from zoo.train.step import make_train_step
 
 
 def _rms(x: jax.Array) -> float:
@@ -49,15 +50,15 @@ def coord_check(name: str, widths: Sequence[int], *, steps: int = 0,
         acts = nnx.jit(lambda m, x: m.activations(x))
         before = acts(model, x)
         if steps:
-            opt = nnx.Optimizer(model, make_optimizer(geometry(model)), wrt=nnx.Param)
-
-            @nnx.jit
-            def train_step(model, opt, data):
-                grads = nnx.grad(lambda m: m.loss(data)[0])(model)
-                opt.update(model, grads)
-
+            tx = make_optimizer(geometry(model))
+            graphdef, state = nnx.split(model)
+            params = nnx.to_pure_dict(state)
+            opt_state = tx.init(params)
+            train_step = jax.jit(make_train_step(graphdef, tx))
             for _ in range(steps):
-                train_step(model, opt, data)
+                params, opt_state, _ = train_step(params, opt_state, data)
+            nnx.replace_by_pure_dict(state, params)
+            model = nnx.merge(graphdef, state)
         after = acts(model, x)
         results[width] = {"rms": {k: _rms(v) for k, v in after.items()},
                           "delta": {k: _rms(after[k] - before[k]) for k, v in after.items()}}

@@ -16,10 +16,12 @@ from optim import norms
 from zoo.nn.module import Atom
 
 
-def _param(rngs: nnx.Rngs, norm: str, shape, *, role: str, fan_in: int, fan_out: int, axes) -> nnx.Param:
+def _param(rngs: nnx.Rngs | None, norm: str, shape, *, role: str, fan_in: int, fan_out: int, axes,
+           value=None) -> nnx.Param:
     if len(axes) != len(shape):
         raise ValueError(f"axes {axes} must name each of the {len(shape)} dims of shape {shape}")
-    value = norms.init(norm, rngs.params(), tuple(shape))
+    if value is None:
+        value = norms.get(norm).init(rngs.params(), tuple(shape))
     return nnx.Param(
         value,
         role=role,
@@ -114,3 +116,38 @@ class PositionEmbed(Embed):
                              "crop the input or build the model with a larger context")
         out = jnp.broadcast_to(self.table[:t], ids.shape + (self.table.shape[-1],))
         return out.astype(self.dtype) if self.dtype else out
+
+
+class Gain(Atom):
+    """Learned per-feature scale y = x * g, g of shape (d,), ones at init (RMS norm 1).
+
+    Norm: RMS of g; Scion updates it with the Bias (RMS) LMO and normalized
+    optimizers with g/RMS(g) (Pethick et al. 2025, Table 2). Modula has no gains.
+    """
+
+    def __init__(self, d: int, *, axes=("embed",), mass: float = 1.0, dtype=None, rngs: nnx.Rngs):
+        super().__init__(mass)
+        self.dtype = dtype
+        self.scale = _param(rngs, "rms", (d,), role="gain", fan_in=d, fan_out=d, axes=axes)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = self.dtype or x.dtype
+        return x.astype(dtype) * self.scale[...].astype(dtype)
+
+
+class Bias(Atom):
+    """Learned per-feature offset y = x + b, b of shape (d,).
+
+    Norm: RMS of b, updated like :class:`Gain`. Starts at zero (norm 0, not 1:
+    an offset of RMS 1 would move every feature by its whole typical size).
+    """
+
+    def __init__(self, d: int, *, axes=("embed",), mass: float = 1.0, dtype=None, rngs: nnx.Rngs):
+        super().__init__(mass)
+        self.dtype = dtype
+        self.offset = _param(None, "rms", (d,), role="bias", fan_in=d, fan_out=d, axes=axes,
+                             value=jnp.zeros((d,), jnp.float32))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = self.dtype or x.dtype
+        return x.astype(dtype) + self.offset[...].astype(dtype)

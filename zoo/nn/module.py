@@ -35,15 +35,13 @@ class Module(nnx.Module):
 
 
 class Bond(Module):
-    """A module without weights: mass 0, sensitivity fixed by the subclass."""
-
-    _sensitivity: float = 1.0
+    """A module without weights: mass 0, sensitivity 1 unless the subclass says otherwise."""
 
     def mass(self) -> float:
         return 0.0
 
     def sensitivity(self) -> float:
-        return self._sensitivity
+        return 1.0
 
 
 class Atom(Module):

@@ -10,9 +10,12 @@ model, validation loss falls at every step up in size.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import pathlib
+
+from data.atomic import write_bytes
 
 COLUMNS = ("optimizer", "axis", "value", "width", "depth", "learning_rate", "lr_exponent", "seed", "steps",
            "examples_seen", "unit", "first_loss", "final_train_loss", "val_loss", "val_accuracy", "diverged",
@@ -29,13 +32,12 @@ def load_rows(sweep_dir: pathlib.Path) -> list[dict]:
 
 def write_csv(rows: list[dict], path: pathlib.Path) -> None:
     extra = sorted({k for r in rows for k in r} - set(COLUMNS))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(COLUMNS) + extra, extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in list(COLUMNS) + extra})
-    tmp.replace(path)
+    text = io.StringIO(newline="")
+    w = csv.DictWriter(text, fieldnames=list(COLUMNS) + extra, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in list(COLUMNS) + extra})
+    write_bytes(path, text.getvalue().encode())
 
 
 def curves(rows: list[dict]) -> dict[str, dict[int, dict[int, list[float]]]]:
@@ -206,8 +208,8 @@ def write_all(config, sweep_dir: pathlib.Path) -> dict:
     analysis = analyse(rows)
     plot(rows, analysis, config.sweep.axis, sweep_dir)
     text = summary_markdown(rows, analysis, config.sweep.axis, figures)
-    (sweep_dir / "summary.md").write_text(text + "\n")
-    (sweep_dir / "analysis.json").write_text(json.dumps({"figures": figures, "analysis": {
+    write_bytes(sweep_dir / "summary.md", (text + "\n").encode())
+    write_bytes(sweep_dir / "analysis.json", json.dumps({"figures": figures, "analysis": {
         o: {k: (v if not isinstance(v, dict) else {str(kk): vv for kk, vv in v.items()}) for k, v in a.items()}
-        for o, a in analysis.items()}}, indent=1))
+        for o, a in analysis.items()}}, indent=1).encode())
     return figures

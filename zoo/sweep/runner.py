@@ -32,6 +32,7 @@ import sys
 import threading
 import time
 
+from data.atomic import write_bytes
 from zoo.sweep import grid
 from zoo.sweep.grid import Point
 
@@ -39,9 +40,7 @@ EVENT = "@@sweep "
 
 
 def _write_json(path: pathlib.Path, value) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(value, indent=1, allow_nan=False))
-    os.replace(tmp, path)
+    write_bytes(path, json.dumps(value, indent=1, allow_nan=False).encode())
 
 
 def _finite_or_none(x):

@@ -29,7 +29,7 @@ import data
 import optim
 import zoo
 from zoo import pretrained
-from zoo.geometry import norm_report
+from zoo.modular import norm_report
 from zoo.models.base import modality_of
 from zoo.summary import summary
 from zoo.train.checkpoint import Checkpointer, abstract_like

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from optim.geometry import is_geometry
+from optim.geometry import pair
 
 MESH_AXES = ("data", "fsdp", "tensor")
 BATCH_AXES = ("data", "fsdp")
@@ -85,10 +85,7 @@ def param_spec(geometry, shape, mesh: Mesh, rules: Mapping[str, str | None] = DE
 
 def param_shardings(geometry_tree, params, mesh: Mesh, rules=DEFAULT_RULES):
     """NamedShardings for a params tree, paired with its geometry by leaf order."""
-    geos = jax.tree.leaves(geometry_tree, is_leaf=is_geometry)
-    leaves, treedef = jax.tree.flatten(params)
-    if len(geos) != len(leaves):
-        raise ValueError(f"geometry has {len(geos)} parameters, params {len(leaves)}; build both from one model")
+    leaves, geos, treedef = pair(params, geometry_tree, "params")
     return jax.tree.unflatten(treedef, [NamedSharding(mesh, param_spec(g, x.shape, mesh, rules))
                                         for g, x in zip(geos, leaves)])
 

@@ -1,4 +1,4 @@
-"""Reading the geometry back out of a model, and the modular norm of a tree.
+"""A model's modular-norm geometry read out of its parameters, and the modular norm of a tree.
 
 ``geometry(model)`` gives one :class:`optim.Geometry` per parameter in a tree
 with the structure of ``nnx.state(model, nnx.Param)``; optimizers take it once
@@ -12,8 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from optim import norms
-from optim.geometry import Geometry, is_geometry
+from optim.geometry import Geometry, pair
 
 _FIELDS = ("role", "norm", "fan_in", "fan_out", "mass", "sensitivity", "multiplier", "axes")
 
@@ -35,24 +34,19 @@ def geometry(model: nnx.Module) -> nnx.State:
         lambda p, v: _record(p, v), state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
-def pair(geometry_tree, tree) -> list[tuple[Geometry, jax.Array]]:
-    """Pair each Geometry with its array (by flattened leaf order), checking they match."""
-    geos = jax.tree.leaves(geometry_tree, is_leaf=is_geometry)
-    arrays = jax.tree.leaves(tree)
-    if len(geos) != len(arrays):
-        raise ValueError(f"geometry has {len(geos)} parameters but the tree has {len(arrays)}; "
-                         "build the geometry from the same model as the tree")
-    for g, a in zip(geos, arrays):
-        if a.ndim != g.stack_ndim + norms.core_ndim(g.norm):
-            raise ValueError(f"an array of shape {a.shape} does not fit geometry with axes {g.axes}; "
-                             "build the geometry from the same model as the tree")
-    return list(zip(geos, arrays))
+def _atom_norms(geometry_tree, tree) -> list[tuple[Geometry, jax.Array]]:
+    """Each parameter's geometry with the largest norm among its stacked atoms."""
+    arrays, geos, _ = pair(tree, geometry_tree, "arrays")
+    return [(g, jnp.max(g.atom_norm.value(a))) for g, a in zip(geos, arrays)]
+
+
+def _max_ratio(values: list[tuple[Geometry, jax.Array]]) -> jax.Array:
+    return jnp.max(jnp.stack([value / g.multiplier for g, value in values if g.multiplier > 0]))
 
 
 def modular_norm(geometry_tree, tree) -> jax.Array:
     """Modular norm max_k ||w_k|| / c_k of weights or an update (atoms with c_k = 0 are skipped)."""
-    values = [jnp.max(norms.norm_of(g, a)) / g.multiplier for g, a in pair(geometry_tree, tree) if g.multiplier > 0]
-    return jnp.max(jnp.stack(values))
+    return _max_ratio(_atom_norms(geometry_tree, tree))
 
 
 def norm_report(geometry_tree, params, previous) -> dict[str, jax.Array]:
@@ -64,10 +58,12 @@ def norm_report(geometry_tree, params, previous) -> dict[str, jax.Array]:
     norm ||w_k|| among the atoms of each role.
     """
     update = jax.tree.map(lambda a, b: a - b, params, previous)
-    out = {"weights": modular_norm(geometry_tree, params), "update": modular_norm(geometry_tree, update)}
+    out = {}
     for name, tree in (("weights", params), ("update", update)):
+        values = _atom_norms(geometry_tree, tree)
+        out[name] = _max_ratio(values)
         by_role: dict[str, list] = {}
-        for g, a in pair(geometry_tree, tree):
-            by_role.setdefault(g.role, []).append(jnp.max(norms.norm_of(g, a)))
+        for g, value in values:
+            by_role.setdefault(g.role, []).append(value)
         out.update({f"{name}_{role}": jnp.max(jnp.stack(v)) for role, v in by_role.items()})
     return out
