@@ -31,21 +31,27 @@ data.resolve_cache_dir() (argument, $MODZOO_CACHE_DIR, ~/.cache/modzoo/prepared)
 made by data.prepare_text / data.prepare_images once per source file (keyed by
 its path, size and mtime), written by TFDS into a temporary folder renamed into
 place when complete, and reused afterwards.
-Missing known files are downloaded, checksum-verified and written atomically.
+Known files (data.paths' catalogue) are checked against their checksum on first
+use, the match remembered beside the prepared copy (a mismatch raises
+ChecksumError); missing ones are downloaded, verified and written atomically
+(MissingDataError when that fails). data.file_digest is the project's one file hasher.
 Throughput: data.bench.run().
 """
 from data import bench
+from data.checksum import ChecksumError, file_digest
 from data.distributed import Shard, current_shard, to_global
 from data.download import DownloadError, download
 from data.images import ImageDataset, channel_stats, image_dataset
-from data.paths import RemoteFile, fetch, resolve_cache_dir, resolve_data_dir
+from data.paths import MissingDataError, RemoteFile, fetch, resolve_cache_dir, resolve_data_dir
 from data.pipeline import iterator_state, make_eval_batches, make_train_iterator, restore_iterator
 from data.text import TextDataset, text_dataset
 from data.tfds_builder import prepare_images, prepare_text
 
 __all__ = [
+    "ChecksumError",
     "DownloadError",
     "ImageDataset",
+    "MissingDataError",
     "RemoteFile",
     "Shard",
     "TextDataset",
@@ -54,6 +60,7 @@ __all__ = [
     "current_shard",
     "download",
     "fetch",
+    "file_digest",
     "image_dataset",
     "iterator_state",
     "make_eval_batches",

@@ -26,7 +26,10 @@ def atomic_path(dest: str | os.PathLike) -> Iterator[pathlib.Path]:
 
 
 def write_bytes(dest: str | os.PathLike, payload: bytes) -> pathlib.Path:
-    """Write `payload` to `dest` atomically (fsynced before the rename) and return the path."""
+    """Write `payload` to `dest` atomically (fsynced before the rename) and return the path.
+
+    The file gets the usual permissions (0o666 less the umask: 0o644 under umask 022), as open() creates it.
+    """
     with atomic_path(dest) as tmp:
         with open(tmp, "wb") as f:
             f.write(payload)

@@ -16,15 +16,6 @@ class DownloadError(OSError):
     """A download failed (network, cut-off transfer or checksum); nothing was left under the target name."""
 
 
-def file_digest(path: str | os.PathLike, algorithm: str) -> str:
-    """Hex digest of a file's bytes with a hashlib algorithm ('sha256', 'md5', ...)."""
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def download(
     url: str,
     dest: str | os.PathLike,

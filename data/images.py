@@ -4,7 +4,9 @@
 * "cifar10": looked up in the data folder as the canonical
   cifar-10-python.tar.gz, else cifar10-jpg.tar.gz (the JPEG image-folder copy),
   else a cifar10-images-jpg/ folder; when none is there the canonical tarball is
-  downloaded. Normalized with the canonical CIFAR-10 constants (augment.CIFAR10_MEAN/STD).
+  downloaded. Either tarball is checked against its catalogue checksum on first
+  use (data.paths.fetch); the extracted folder is not. Normalized with the
+  canonical CIFAR-10 constants (augment.CIFAR10_MEAN/STD).
 * a path to an image-folder tree, a tar(.gz) of one, or a CIFAR-10 python
   tarball: prepared once into the cache folder. Normalized with mean/std
   computed over its train split (stored beside the prepared copy).
@@ -31,10 +33,11 @@ import numpy as np
 
 from data.atomic import write_bytes
 from data.augment import CIFAR10_MEAN, CIFAR10_STD, normalize, random_crop_flip
-from data.paths import CIFAR10_PYTHON, fetch, resolve_data_dir
+from data.paths import CIFAR10_JPG, CIFAR10_PYTHON, fetch, resolve_data_dir
 from data.tfds_builder import TFDS_PREFIX, open_prepared, prepare_images
 
-_CIFAR10_LOCAL = ("cifar-10-python.tar.gz", "cifar10-jpg.tar.gz", "cifar10-images-jpg")
+_CIFAR10_FILES = (CIFAR10_PYTHON, CIFAR10_JPG)  # looked up in this order, then the extracted folder
+_CIFAR10_FOLDER = "cifar10-images-jpg"
 _STATS_FILE = "channel_stats.json"
 _STATS_BATCH = 1000
 
@@ -123,12 +126,15 @@ class ImageDataset:
         }
 
 
-def _cifar10_path(data_dir) -> pathlib.Path:
+def _cifar10_path(data_dir, cache_dir) -> pathlib.Path:
+    """The first CIFAR-10 copy in the data folder (tarballs checksum-verified), else the downloaded canonical one."""
     folder = resolve_data_dir(data_dir)
-    for name in _CIFAR10_LOCAL:
-        if (folder / name).exists():
-            return folder / name
-    return fetch(CIFAR10_PYTHON, data_dir)
+    for remote in _CIFAR10_FILES:
+        if (folder / remote.filename).is_file():
+            return fetch(remote, data_dir, cache_dir=cache_dir)
+    if (folder / _CIFAR10_FOLDER).is_dir():
+        return folder / _CIFAR10_FOLDER
+    return fetch(CIFAR10_PYTHON, data_dir, cache_dir=cache_dir)
 
 
 def _pick_split(available, split: str, name: str) -> str:
@@ -171,7 +177,7 @@ def image_dataset(
         class_names = tuple(builder.info.features["label"].names)
         return ImageDataset(source, name, split, class_names, tuple(mean), tuple(std), augment)
     is_cifar = name == "cifar10"
-    builder = prepare_images(_cifar10_path(data_dir) if is_cifar else name_or_path, cache_dir=cache_dir)
+    builder = prepare_images(_cifar10_path(data_dir, cache_dir) if is_cifar else name_or_path, cache_dir=cache_dir)
     sources = builder.as_data_source()
     source = sources[_pick_split(sources, split, name)]
     if mean is None or std is None:

@@ -5,8 +5,13 @@ Data folder (raw files, read-only is fine), first that is set:
 Cache folder (prepared ArrayRecord files and statistics, must be writable):
     1. the `cache_dir` argument, 2. $MODZOO_CACHE_DIR, 3. ~/.cache/modzoo/prepared.
 Keeping the two apart lets the data folder be a read-only shared mount.
-Prepared copies are named by `fingerprint(source)` (path, sizes and mtimes), so
-an edited source file is prepared afresh.
+Prepared copies live in `prepared_root(source)`, named by `fingerprint(source)`
+(path, sizes and mtimes), so an edited source file is prepared afresh.
+
+Catalogue files found in the data folder are verified against their checksum
+on first use; the match is recorded in `prepared_root(file)/source.json` (path,
+size, mtime, checksum), so an unchanged file is not hashed again. A mismatch
+raises ChecksumError; files outside the catalogue are never hashed.
 """
 from __future__ import annotations
 
@@ -15,11 +20,17 @@ import hashlib
 import os
 import pathlib
 
+from data.checksum import remember, verify
 from data.download import download
 
 DATA_DIR_ENV = "MODZOO_DATA_DIR"
 CACHE_DIR_ENV = "MODZOO_CACHE_DIR"
 _USER_CACHE = pathlib.Path("~/.cache/modzoo")
+VERIFIED_RECORD = "source.json"
+
+
+class MissingDataError(FileNotFoundError):
+    """A catalogue file is not in the data folder and could not be downloaded; the one-line message says what to do."""
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> pathlib.Path:
@@ -43,14 +54,30 @@ def fingerprint(path: str | os.PathLike) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:12]
 
 
+def prepared_root(path: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """The cache folder for everything prepared from the data at `path` as it is now (named by its fingerprint)."""
+    path = pathlib.Path(path).expanduser().resolve()
+    stem = path.name.split(".")[0] or "data"
+    return resolve_cache_dir(cache_dir) / "tfds" / f"{stem}-{fingerprint(path)}"
+
+
 @dataclasses.dataclass(frozen=True)
 class RemoteFile:
-    """A data file by name, with its canonical URL (None when it has none) and checksums."""
+    """A catalogue file: its name in the data folder, canonical URL (None when it has none) and checksums."""
 
     filename: str
     url: str | None
     sha256: str | None = None
     md5: str | None = None
+
+    def __post_init__(self):
+        if self.sha256 is None and self.md5 is None:
+            raise ValueError(f"catalogue file {self.filename}: give sha256= or md5= so the file can be verified")
+
+    @property
+    def checksum(self) -> tuple[str, str]:
+        """(algorithm, hex digest) that local copies are verified with: the sha256 when known, else the md5."""
+        return ("sha256", self.sha256) if self.sha256 else ("md5", self.md5)
 
 
 TINY_SHAKESPEARE = RemoteFile(
@@ -68,28 +95,49 @@ CIFAR10_PYTHON = RemoteFile(
     "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
     md5="c58f30108f718f92721af3b95e74349a",
 )
+CIFAR10_JPG = RemoteFile(  # all 60,000 CIFAR-10 images re-encoded as JPEG in an image-folder tree
+    "cifar10-jpg.tar.gz",
+    None,
+    sha256="9a5cd0bbb9483884a62079814acf5c9d679268561aff8c33b170a9f2642ba5d1",
+)
 
 
-def fetch(remote: RemoteFile, data_dir: str | os.PathLike | None = None, *, timeout: float = 60.0) -> pathlib.Path:
-    """Path of `remote` in the data folder; a missing file is downloaded, verified and written atomically.
+def _fix(remote: RemoteFile, folder: pathlib.Path) -> str:
+    if remote.url is None:
+        return f"replace it with an intact copy of {remote.filename} (it has no download source)"
+    return f"delete it so it is downloaded again, or download {remote.url} into {folder} yourself"
 
-    A file already there is used as it is. Raises FileNotFoundError naming the
-    file, the folder searched and the URL when the file is missing and cannot be
-    downloaded (offline, or no canonical source).
+
+def fetch(
+    remote: RemoteFile,
+    data_dir: str | os.PathLike | None = None,
+    *,
+    cache_dir: str | os.PathLike | None = None,
+    timeout: float = 60.0,
+) -> pathlib.Path:
+    """Path of `remote` in the data folder, verified; a missing file is downloaded, verified and written atomically.
+
+    A file already there is checked against the catalogue checksum the first
+    time it is used (ChecksumError, a ValueError, on a mismatch); the match is
+    recorded in the cache folder so later calls do not hash it again. Raises
+    MissingDataError (a FileNotFoundError) naming the file, the folder searched
+    and the fix when the file is missing and cannot be downloaded (offline, or
+    no canonical source).
     """
     folder = resolve_data_dir(data_dir)
     path = folder / remote.filename
     if path.is_file():
+        verify(path, *remote.checksum, prepared_root(path, cache_dir) / VERIFIED_RECORD, _fix(remote, folder))
         return path
+    place = f"put {remote.filename} in {folder}, or set ${DATA_DIR_ENV} (data_dir= in Python) to a folder that has it"
     if remote.url is None:
-        raise FileNotFoundError(
-            f"{remote.filename} not found in {folder} and it has no download source: put the file there,"
-            f" or point ${DATA_DIR_ENV} (or data_dir=) at the folder that holds it"
-        )
+        raise MissingDataError(f"{remote.filename} not found in {folder} and it has no download source: {place}")
     try:
-        return download(remote.url, path, sha256=remote.sha256, md5=remote.md5, timeout=timeout)
-    except OSError as e:
-        raise FileNotFoundError(
-            f"{remote.filename} not found in {folder} and downloading it from {remote.url} failed ({e});"
-            f" download it by hand into that folder, or point ${DATA_DIR_ENV} (or data_dir=) at a folder that has it"
+        download(remote.url, path, sha256=remote.sha256, md5=remote.md5, timeout=timeout)
+    except OSError as e:  # DownloadError, or a data folder that cannot be written
+        cause = " ".join(str(e.__cause__ or e).split())
+        raise MissingDataError(
+            f"{remote.filename} not found in {folder} and downloading {remote.url} failed ({cause}): {place}"
         ) from e
+    remember(path, prepared_root(path, cache_dir) / VERIFIED_RECORD, *remote.checksum)  # download() verified it
+    return path

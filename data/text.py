@@ -54,9 +54,9 @@ def split_bounds(num_bytes: int, split: str) -> tuple[int, int]:
     return (0, cut) if split == "train" else (cut, num_bytes)
 
 
-def _corpus_path(name_or_path: str | os.PathLike, data_dir) -> pathlib.Path:
+def _corpus_path(name_or_path: str | os.PathLike, data_dir, cache_dir) -> pathlib.Path:
     if str(name_or_path) in CORPORA:
-        return fetch(CORPORA[str(name_or_path)], data_dir)
+        return fetch(CORPORA[str(name_or_path)], data_dir, cache_dir=cache_dir)
     path = pathlib.Path(name_or_path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
@@ -207,12 +207,15 @@ def text_dataset(
 ) -> TextDataset:
     """A split of a byte-level corpus: 'tinyshakespeare', 'tinystories', a local text file's path, or 'tfds:<name>'.
 
-    Known corpora are looked up in the data folder (downloaded when missing and
-    a canonical URL exists); corpora and files are prepared once into the cache
-    folder. For 'tfds:<name>', data_dir is the TFDS data folder and `feature`
-    and `separator` say what to join (see the module docstring); they are not
-    used otherwise. Raises ValueError when the file is empty, the split or
-    feature is unknown, or the split is shorter than context + 1 bytes.
+    Known corpora are looked up in the data folder, checked against their
+    catalogue checksum on first use (data.ChecksumError on a mismatch) and
+    downloaded when missing and a canonical URL exists (data.MissingDataError
+    when that fails); corpora and files are prepared once into the cache
+    folder. A local file's path is used as it is, unchecked. For 'tfds:<name>',
+    data_dir is the TFDS data folder and `feature` and `separator` say what to
+    join (see the module docstring); they are not used otherwise. Raises
+    ValueError when the file is empty, the split or feature is unknown, or the
+    split is shorter than context + 1 bytes.
     """
     if context < 1:
         raise ValueError(f"context must be a positive number of tokens, got {context}")
@@ -221,7 +224,7 @@ def text_dataset(
         tokens = _tfds_tokens(name, split, data_dir, feature, separator)
         _check_length(len(tokens), context, split, name)
     else:
-        path = _corpus_path(name_or_path, data_dir)
+        path = _corpus_path(name_or_path, data_dir, cache_dir)
         tokens = _corpus_tokens(path, split, context, cache_dir)
         name = name if name in CORPORA else path.stem
     return TextDataset(tokens=tokens, context=context, name=name, split=split)

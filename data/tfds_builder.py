@@ -6,6 +6,8 @@
 modzoo_images and modzoo_text); each returns a TFDS builder, and
 `builder.as_data_source()[split]` is then a random-access source that grain
 reads. A prepared copy is reused as it is (the source is not even opened).
+For a catalogue file, `<stem>-<fingerprint>/source.json` beside the copy
+records the checksum the source was verified with (data.paths.fetch).
 
 Writes are atomic: TFDS writes the whole copy into a temporary
 `incomplete.*` folder beside the target and renames it into place at the end,
@@ -40,7 +42,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from data.image_sources import ImageSource, open_image_source
-from data.paths import fingerprint, resolve_cache_dir
+from data.paths import prepared_root
 
 TFDS_PREFIX = "tfds:"
 TEXT_CHUNK = 64 * 1024
@@ -117,10 +119,7 @@ def prepared_dir(
     cache_dir: str | os.PathLike | None = None,
 ) -> pathlib.Path:
     """The folder a prepared copy of the data at `path`, made by `builder`, lives in (it may not exist yet)."""
-    path = pathlib.Path(path).expanduser().resolve()
-    stem = path.name.split(".")[0] or "data"
-    root = resolve_cache_dir(cache_dir) / "tfds" / f"{stem}-{fingerprint(path)}"
-    return root / builder.name / str(builder.VERSION)
+    return prepared_root(path, cache_dir) / builder.name / str(builder.VERSION)
 
 
 def _prepare(

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 import data
+from data import checksum
 from data.paths import RemoteFile
 
 PAYLOAD = bytes(range(256)) * 4000  # 1 MB, several read chunks
@@ -68,12 +69,18 @@ def test_interrupted_transfer_leaves_no_partial_file(tmp_path):
     assert leftovers(tmp_path) == []
 
 
-def test_fetch_downloads_once_then_uses_the_local_file(tmp_path):
+def test_fetch_downloads_once_then_uses_the_verified_local_file(tmp_path, monkeypatch):
+    folder, cache = tmp_path / "data", tmp_path / "cache"
     with local_server() as url:
         remote = RemoteFile("t.txt", f"{url}/file", sha256=hashlib.sha256(PAYLOAD).hexdigest())
-        assert data.fetch(remote, tmp_path).read_bytes() == PAYLOAD
-    (tmp_path / "t.txt").write_bytes(b"local copy")  # server gone: a present file is used as it is
-    assert data.fetch(remote, tmp_path).read_bytes() == b"local copy"
+        assert data.fetch(remote, folder, cache_dir=cache).read_bytes() == PAYLOAD
+    with monkeypatch.context() as patch:  # server gone: the local copy is used, its download's check remembered
+        patch.setattr(checksum, "file_digest", lambda *a: pytest.fail("an unchanged verified file was hashed"))
+        assert data.fetch(remote, folder, cache_dir=cache).read_bytes() == PAYLOAD
+    (folder / "t.txt").write_bytes(b"local copy")  # a changed file is checked again, and refused
+    changed = hashlib.sha256(b"local copy").hexdigest()
+    with pytest.raises(data.ChecksumError, match=f"t.txt is not the expected file .* got {changed}"):
+        data.fetch(remote, folder, cache_dir=cache)
 
 
 def test_offline_fetch_names_file_folder_and_url(tmp_path):

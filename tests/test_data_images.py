@@ -1,4 +1,5 @@
 """Images: the real CIFAR-10 JPEG copy, the canonical tarball format, image folders, TFDS, pipelines, errors."""
+import dataclasses
 import io
 import os
 import pathlib
@@ -99,8 +100,11 @@ def test_cifar10_training_batches_are_augmented_and_normalized(cifar_cache):
     np.testing.assert_allclose(undone * 255, first, atol=1e-3)
 
 
-def test_canonical_cifar_tarball_is_parsed(tmp_path):
+def test_canonical_cifar_tarball_is_parsed(tmp_path, monkeypatch):
     images, labels = write_cifar_python(tmp_path / "cifar-10-python.tar.gz")
+    md5 = data.file_digest(tmp_path / "cifar-10-python.tar.gz", "md5")
+    small = dataclasses.replace(data.paths.CIFAR10_PYTHON, md5=md5)
+    monkeypatch.setattr(data.images, "_CIFAR10_FILES", (small,))  # the catalogue knows this small stand-in
     train = data.image_dataset("cifar10", "train", data_dir=tmp_path, cache_dir=tmp_path / "cache")
     test = data.image_dataset("cifar10", "test", data_dir=tmp_path, cache_dir=tmp_path / "cache")
     assert train.class_names == CLASSES and len(train) == 20 and len(test) == 4
@@ -217,8 +221,8 @@ def test_bad_image_inputs_give_clear_errors(tmp_path):
     truncated = tmp_path / "cifar-10-python.tar.gz"
     write_cifar_python(truncated)
     truncated.write_bytes(truncated.read_bytes()[:2000])
-    with pytest.raises(ValueError, match=r"cannot read archive .*cifar-10-python.tar.gz"):
-        data.image_dataset("cifar10", "train", data_dir=tmp_path, cache_dir=tmp_path / "cache")
+    with pytest.raises(ValueError, match=r"cannot read archive .*cifar-10-python.tar.gz"):  # as a path: unchecked
+        data.image_dataset(truncated, "train", cache_dir=tmp_path / "cache")
     (tmp_path / "empty" / "train").mkdir(parents=True)
     with pytest.raises(ValueError, match=r"image folder .*empty has no class folders with images under train/"):
         data.image_dataset(tmp_path / "empty", "train", cache_dir=tmp_path / "cache")

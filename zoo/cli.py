@@ -253,7 +253,12 @@ def _bench(args) -> None:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv and argv[0] in RUN_COMMANDS:
-        RUN_COMMANDS[argv[0]](argv[1:])
+        from data import ChecksumError, MissingDataError
+
+        try:
+            RUN_COMMANDS[argv[0]](argv[1:])
+        except (ChecksumError, MissingDataError) as e:  # the line names the file and what to do
+            raise SystemExit(f"modzoo {argv[0]}: {e}") from None
         return
     parser = argparse.ArgumentParser(prog="modzoo", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)

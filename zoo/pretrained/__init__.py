@@ -9,16 +9,15 @@ Orbax checkpoint) or a ``.msgpack`` path, for ``--config.init_from``.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import pathlib
-import tempfile
 
 import jax
 import numpy as np
 from flax import nnx, serialization
 
+from data.atomic import write_bytes
+from data.checksum import file_digest
 from zoo.registry import create
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -28,14 +27,6 @@ CATALOG = HERE / "catalog.json"
 def catalog() -> dict[str, dict]:
     """Every pretrained entry, keyed by name."""
     return json.loads(CATALOG.read_text()) if CATALOG.exists() else {}
-
-
-def sha256(path: pathlib.Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _entry(name: str) -> dict:
@@ -51,7 +42,7 @@ def weights_path(name: str) -> pathlib.Path:
     path = HERE / entry["file"]
     if not path.exists():
         raise FileNotFoundError(f"pretrained file {path} is missing; reinstall modzoo")
-    digest = sha256(path)
+    digest = file_digest(path)
     if digest != entry["sha256"]:
         raise ValueError(f"pretrained file {path} is corrupt: sha256 {digest[:12]}... does not match the catalog's "
                          f"{entry['sha256'][:12]}...; reinstall modzoo")
@@ -120,23 +111,9 @@ def export(params, name: str, *, model: str, overrides: dict, config: str, comma
     """Write ``params`` as ``<name>.msgpack`` beside the catalog (atomically) and record the entry."""
     blob = serialization.msgpack_serialize(jax.tree.map(lambda x: np.asarray(jax.device_get(x)), params))
     path = HERE / f"{name}.msgpack"
-    _atomic_write(path, blob)
+    write_bytes(path, blob)
     entries = catalog()
-    entries[name] = {"model": model, "overrides": overrides, "file": path.name, "sha256": sha256(path),
+    entries[name] = {"model": model, "overrides": overrides, "file": path.name, "sha256": file_digest(path),
                      "bytes": path.stat().st_size, "config": config, "command": command, "metric": metric}
-    _atomic_write(CATALOG, (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
+    write_bytes(CATALOG, (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
     return path
-
-
-def _atomic_write(path: pathlib.Path, blob: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
