@@ -35,9 +35,8 @@ Known files (data.paths' catalogue) are checked against their checksum on first
 use, the match remembered beside the prepared copy (a mismatch raises
 ChecksumError); missing ones are downloaded, verified and written atomically
 (MissingDataError when that fails). data.file_digest is the project's one file hasher.
-Throughput: data.bench.run().
+Throughput: ``modzoo bench data`` (zoo/benchmarks/input_pipeline.py).
 """
-from data import bench
 from data.checksum import ChecksumError, file_digest
 from data.distributed import Shard, current_shard, to_global
 from data.download import DownloadError, download
@@ -55,7 +54,6 @@ __all__ = [
     "RemoteFile",
     "Shard",
     "TextDataset",
-    "bench",
     "channel_stats",
     "current_shard",
     "download",
