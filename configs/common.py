@@ -69,6 +69,8 @@ def base(*, model: dict, data: dict, optim: str, learning_rates: dict[str, float
     o.normalized_sgd = {"momentum": 0.9}
     o.muon = {"beta": 0.95, "adam_b1": 0.9, "adam_b2": 0.99, "weight_decay": 0.0}
     o.adamw = {"b1": 0.9, "b2": 0.99, "weight_decay": 0.0}
+    for section in OPTIMIZERS:  # --config.optim.NAME.mu_dtype=bfloat16 keeps the momentum in bf16 (unset: f32)
+        o[section].mu_dtype = config_dict.placeholder(str)
 
     t = c.train = ml_collections.ConfigDict()
     t.steps = steps
@@ -78,7 +80,8 @@ def base(*, model: dict, data: dict, optim: str, learning_rates: dict[str, float
     t.eval_every = 500
     t.checkpoint_every = 500
     t.norm_every = 100  # modular norms of the weights and of the last update, logged every this many steps (0: off)
-    t.keep = 2
+    t.keep = 2  # checkpoints kept (>= 1)
+    t.skip_nonfinite = 0  # >0: up to this many non-finite steps are skipped (update not applied), then it stops
     t.sample_tokens = 300
     t.sample_prompt = "\n"
     c.test = "test" in args

@@ -33,6 +33,11 @@ def make_train_iterator(
     below) checkpoint its position exactly, mid-epoch included. worker_count > 0
     moves the pipeline into that many processes (grain.mp_prefetch); the state
     stays exact.
+
+    Hosts deal out one seeded stream of examples between them, so at every
+    step their batches together hold the examples of the one-host batch of
+    that step (rows in another order), and every host's state is the same
+    position: a checkpoint needs process 0's only.
     """
     shard = current_shard(process_index, process_count)
     if not 0 <= seed < 2**32:

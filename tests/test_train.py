@@ -129,8 +129,8 @@ NOT_FINITE = "the weights or optimizer state are not finite"
 
 
 @pytest.mark.parametrize("lr,every,message,kept", [
-    ("1e38", 100, "loss is nan at step 3", []),  # weights ~1e38 after step 1, inf after step 2: NaN logits
-    ("1e38", 1, f"{NOT_FINITE} at step 2", [1]),  # caught before saving step 2
+    ("1e38", 100, "the gradient norm is nan at step 2", []),  # weights ~1e38 after step 1: NaN gradients
+    ("1e38", 1, "the gradient norm is nan at step 2", [1]),  # caught before saving step 2
     ("inf", 1, f"{NOT_FINITE} at step 1", []),
 ])
 def test_divergence_stops_the_run_and_saves_nothing_non_finite(tmp_path, capsys, lr, every, message, kept):

@@ -1,7 +1,12 @@
 """The ``modzoo`` command: list the catalog, run the coord check, benchmarks and training.
 
 Each subcommand is a thin wrapper over a function that tests and sweeps call
-directly.
+directly. Bad input ends in one line on stderr, ``modzoo COMMAND: what is
+wrong; what to do``, and a nonzero exit status: 2 for a bad command line, 1
+for anything else refused (a config, data file, checkpoint or workdir), 3 for
+a diverged run and 75 for a preempted one. An error that is not about the
+input (a bug) shows its traceback; ``--debug`` anywhere on the command line,
+or ``MODZOO_DEBUG=1``, shows the traceback of every error.
 """
 
 from __future__ import annotations
@@ -13,12 +18,21 @@ import os
 import sys
 
 
+class UsageError(SystemExit):
+    """A bad command line: :func:`main` prints its one-line message (prefixed ``modzoo COMMAND:``) on stderr
+    and the exit status is 2, as for argparse's own errors."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.code = 2
+
+
 def _overrides(pairs: list[str]) -> dict:
     out = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise SystemExit(f"--override {pair!r}: expected KEY=VALUE, e.g. --override depth=4")
+            raise UsageError(f"--override {pair!r}: expected KEY=VALUE, e.g. --override depth=4")
         try:
             out[key] = ast.literal_eval(value)
         except (ValueError, SyntaxError):
@@ -68,13 +82,18 @@ def _define_flags(argv: list[str]):
 
 
 def _flag_error(argv: list[str], error: Exception) -> str:
-    """One line naming the bad ``--config.`` flag and what to do instead."""
-    message = str(error.args[0] if error.args else error).encode().decode("unicode_escape")
+    """One line naming the bad ``--config`` flag and what to do instead."""
+    raw = str(error.args[0] if error.args else error)
+    if "Error whilst parsing config file" in raw:  # the config file raised: ml_collections embeds the traceback
+        last = raw.strip().splitlines()[-1]
+        name, sep, text = last.partition(": ")
+        return f"--config {_spec_argv(argv)[1]}: {text if sep and name.isidentifier() else last}"
+    message = raw.encode().decode("unicode_escape")
     message = " ".join(message.replace("'", "").replace("\\", "").split())
     bad = next((a for a in argv if a.startswith("--config.") and a.split("=")[0].split(".")[-1] in message), None)
     bad = bad or next((a for a in argv if a.startswith("--config.")), None)
     if bad is None:
-        return f"modzoo: {message}"
+        return message
     key = bad.split("=")[0][len("--config."):]
     section, _, field = key.rpartition(".")
     try:
@@ -82,12 +101,16 @@ def _flag_error(argv: list[str], error: Exception) -> str:
         known = base.get(section) if section else base
     except Exception:  # the config file itself is broken: report the original error
         known = None
+    message = message.removeprefix(f"flag {bad}: ")
     if isinstance(known, dict) or hasattr(known, "keys"):
         if field not in known.keys():
             what = f"model {base.model.name!r}" if section == "model" else f"section {section or 'config'!r}"
-            return (f"modzoo: unknown field {key!r} in --config.{key}; {what} has: "
+            return (f"unknown field {key!r} in --config.{key}; {what} has: "
                     f"{', '.join(sorted(known.keys()))}")
-    return f"modzoo: bad value in {bad}: {message}"
+        if hasattr(known, "get_type"):
+            example = "" if known[field] is None else f", e.g. --config.{key}={known[field]}"
+            return f"bad value in {bad}: {message}; {key} must be of type {known.get_type(field).__name__}{example}"
+    return f"bad value in {bad}: {message}"
 
 
 def _run_flags(argv: list[str], *, workdir_required: bool):
@@ -100,19 +123,24 @@ def _run_flags(argv: list[str], *, workdir_required: bool):
 
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
+    spec = _spec_argv(argv)
+    if not spec:
+        raise UsageError("--config is required, e.g. --config configs/gpt_shakespeare.py")
+    path = spec[1].split(":", 1)[0]
+    if not os.path.isfile(path):
+        raise UsageError(f"config file {path} not found (from {os.getcwd()}); give an experiment file, e.g. "
+                         "--config configs/gpt_shakespeare.py")
     try:
         fv = _define_flags(argv)
     except (flags.Error, AttributeError, KeyError, ValueError, TypeError) as e:
-        raise SystemExit(_flag_error(argv, e)) from None
-    if fv.config is None:
-        raise SystemExit("modzoo: --config is required, e.g. --config configs/gpt_shakespeare.py")
+        raise UsageError(_flag_error(argv, e)) from None
     if workdir_required and not fv.workdir:
-        raise SystemExit("modzoo: --workdir is required, e.g. --workdir runs/gpt_shakespeare")
+        raise UsageError("--workdir is required, e.g. --workdir runs/gpt_shakespeare")
     return fv
 
 
 def load_config(argv: list[str]):
-    """The config of ``--config FILE[:ARG] [--config.a.b=v ...]`` (one-line SystemExit on a bad flag)."""
+    """The config of ``--config FILE[:ARG] [--config.a.b=v ...]`` (:class:`UsageError` on a bad flag)."""
     return _run_flags(argv, workdir_required=False).config
 
 
@@ -126,17 +154,14 @@ def _sweep(argv) -> None:
             value = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
             i += 1 if "=" in a else 2
             if not value.isdigit() or int(value) < 1:
-                raise SystemExit(f"modzoo sweep: --parallel takes a positive number of processes, got {value!r}")
+                raise UsageError(f"--parallel takes a positive number of processes, got {value!r}")
             parallel = int(value)
             continue
         rest.append(a)
         i += 1
     fv = _run_flags(rest, workdir_required=True)
     spec_argv = _spec_argv(rest)
-    try:
-        sweep(fv.config, spec_argv, " ".join(spec_argv[1:]), fv.workdir, parallel=parallel)
-    except ValueError as e:
-        raise SystemExit(f"modzoo sweep: {e}") from None
+    sweep(fv.config, spec_argv, " ".join(spec_argv[1:]), fv.workdir, parallel=parallel)
 
 
 def _spec_argv(argv: list[str]) -> list[str]:
@@ -158,10 +183,14 @@ def _spec_argv(argv: list[str]) -> list[str]:
 
 DIVERGED_EXIT = 3
 """Exit status of ``modzoo train`` when the loss became non-finite."""
+PREEMPTED_EXIT = 75
+"""Exit status of ``modzoo train`` stopped by SIGTERM/SIGINT after checkpointing (EX_TEMPFAIL: run it again)."""
 
 
 def _train(argv) -> None:
-    from zoo.train import Diverged, train
+    """``modzoo train``: 0 done, 1 bad input or workdir in use, 2 bad command line, 3 diverged, 75 preempted
+    (rerun to resume)."""
+    from zoo.train import Diverged, Preempted, train
 
     fv = _run_flags(argv, workdir_required=True)
     config = fv.config
@@ -169,9 +198,9 @@ def _train(argv) -> None:
         config.init_from = fv.init_from
     try:
         train(config, fv.workdir)
-    except Diverged as e:
+    except (Diverged, Preempted) as e:
         print(f"modzoo train: {e}", file=sys.stderr)
-        raise SystemExit(DIVERGED_EXIT) from None
+        raise SystemExit(DIVERGED_EXIT if isinstance(e, Diverged) else PREEMPTED_EXIT) from None
 
 
 def _eval(argv) -> None:
@@ -180,7 +209,7 @@ def _eval(argv) -> None:
     fv = _run_flags(argv, workdir_required=False)
     source = fv.init_from or fv.workdir
     if not source:
-        raise SystemExit("modzoo eval: give --workdir DIR (a run) or --init_from NAME_OR_PATH")
+        raise UsageError("give --workdir DIR (a run) or --init_from NAME_OR_PATH")
     print(json.dumps(evaluate(fv.config, source)))
 
 
@@ -192,7 +221,7 @@ def _export(argv) -> None:
 
     fv = _run_flags(argv, workdir_required=True)
     if not fv.name:
-        raise SystemExit("modzoo export: --name is required")
+        raise UsageError("--name is required, e.g. --name gpt-shakespeare")
     metrics = evaluate(fv.config, fv.workdir)
     params = pretrained.load_params(fv.workdir, param_target(fv.config))
     fields = fv.config.model.to_dict()
@@ -215,15 +244,15 @@ def _sample(args) -> None:
         from zoo.train.loop import trained_model
 
         if not args.config:
-            raise SystemExit("modzoo sample: --workdir needs the run's --config FILE[:ARG]")
+            raise UsageError("--workdir needs the run's --config FILE[:ARG]")
         model = trained_model(load_config(["--config", args.config]), args.workdir)
     else:
         model = pretrained.load(args.pretrained)
     if modality_of(model.config) != "text":
-        raise SystemExit(f"modzoo sample: {type(model).__name__} is not a language model (modality "
+        raise ValueError(f"{type(model).__name__} is not a language model (modality "
                          f"{model.config.modality!r}); sampling needs modality 'text'")
     text = generate(model, args.prompt, max_new_tokens=args.tokens, temperature=args.temperature,
-                    top_k=args.top_k, seed=args.seed)
+                    top_k=args.top_k, seed=args.seed)  # a bad --temperature, --top-k or --tokens: ValueError
     print(args.prompt + text.decode("utf-8", errors="replace"))
 
 
@@ -243,24 +272,72 @@ def _bench(args) -> None:
         from zoo.benchmarks import sweep_parallel
 
         sweep_parallel.run()
+    elif args.what == "loop":
+        from zoo.benchmarks import train_loop
+
+        train_loop.run(steps=60 if args.quick else 600, repeats=3 if args.quick else 20)
+    elif args.what == "sample":
+        from zoo.benchmarks import sampling
+
+        sampling.run(lengths=(20,) if args.quick else (100, 500), repeats=1 if args.quick else args.repeats)
     else:
         from zoo.benchmarks import train_step
 
-        presets = [args.preset] if args.preset else ["gpt-tiny", "gpt-mini", "gpt-shakespeare"]
-        train_step.run(presets, repeats=args.repeats)
+        if args.preset:
+            raise UsageError("--preset is for bench optim; bench train runs the baby GPT, "
+                             "the main job and (on GPU) gpt-small: drop --preset")
+        train_step.run(repeats=1 if args.quick else args.repeats, quick=args.quick)
+
+
+OWN_PACKAGES = ("zoo", "optim", "data", "configs", "examples")
+"""Where modzoo's own code lives: a ValueError, KeyError or OSError raised there is refused input (its message
+says what and how to fix it); raised inside a library modzoo calls, it is a bug and keeps its traceback."""
+
+
+def _refused_input(e: Exception) -> bool:
+    """Whether ``e`` reports bad input (one line, exit 1) rather than a bug (a traceback)."""
+    from zoo.train.checkpoint import CheckpointError
+    from zoo.train.workdir_lock import WorkdirLocked
+
+    if isinstance(e, (CheckpointError, WorkdirLocked)):
+        return True
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = tb.tb_frame.f_globals.get("__name__", "") if tb is not None else ""
+    return isinstance(e, (ValueError, KeyError, OSError)) and module.split(".")[0] in OWN_PACKAGES
+
+
+def _one_line(e: Exception) -> str:
+    """``e``'s message on one line (a KeyError's without the quotes its ``str`` adds)."""
+    text = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else e
+    return " ".join(str(text).split())
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``modzoo COMMAND ...``; bad input exits with one line on stderr (see the module docstring)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv and argv[0] in RUN_COMMANDS:
-        from data import ChecksumError, MissingDataError
+    debug = "--debug" in argv or os.environ.get("MODZOO_DEBUG", "") not in ("", "0")
+    argv = [a for a in argv if a != "--debug"]
+    prefix = f"modzoo {argv[0]}" if argv and not argv[0].startswith("-") else "modzoo"
+    try:
+        _dispatch(argv)
+    except UsageError as e:
+        print(f"{prefix}: {e}", file=sys.stderr)
+        raise
+    except Exception as e:
+        if debug or not _refused_input(e):
+            raise
+        raise SystemExit(f"{prefix}: {_one_line(e)}") from None
 
-        try:
-            RUN_COMMANDS[argv[0]](argv[1:])
-        except (ChecksumError, MissingDataError) as e:  # the line names the file and what to do
-            raise SystemExit(f"modzoo {argv[0]}: {e}") from None
+
+def _dispatch(argv: list[str]) -> None:
+    if argv and argv[0] in RUN_COMMANDS:
+        RUN_COMMANDS[argv[0]](argv[1:])
         return
     parser = argparse.ArgumentParser(prog="modzoo", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of any error (anywhere on the line; or MODZOO_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("list", help="the model catalog")
@@ -285,10 +362,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_sample)
 
-    p = sub.add_parser("bench", help="benchmarks: optim, data, train or parallel (medians, ratios against baselines)")
-    p.add_argument("what", choices=["optim", "data", "train", "parallel"])
-    p.add_argument("--preset", default=None, help="GPT preset (default: optim gpt-small, train the small ones)")
+    p = sub.add_parser("bench", help="benchmarks: optim, data, train, loop, parallel or sample (medians, ratios "
+                                      "against baselines)")
+    p.add_argument("what", choices=["optim", "data", "train", "loop", "parallel", "sample"])
+    p.add_argument("--preset", default=None, help="GPT preset for bench optim (default gpt-small)")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true",
+                   help="bench train: tiny sizes; bench sample: 20 tokens; one repeat (a smoke run)")
     p.set_defaults(func=_bench)
 
     p = sub.add_parser("coord-check", help="activation RMS per layer across widths, plotted to a PNG")

@@ -79,6 +79,9 @@ def load_params(source: str, target):
     path = pathlib.Path(source)
     if source in catalog() or path.suffix == ".msgpack":
         file = weights_path(source) if source in catalog() else path
+        if not file.is_file():
+            raise FileNotFoundError(f"init source {source} does not exist; give a .msgpack file, a run's workdir or "
+                                    f"a pretrained name ({', '.join(catalog()) or 'none'})")
         params = renamed(serialization.msgpack_restore(file.read_bytes()))
         _check_against(params, target, str(source))
         return jax.tree.map(lambda x, t: jax.device_put(np.asarray(x, t.dtype), t.sharding), params, target)

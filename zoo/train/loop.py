@@ -14,8 +14,11 @@ is optimizer state), so a sweep pays for compilation once per size.
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import json
 import math
+import os
 import pathlib
 import time
 
@@ -28,14 +31,17 @@ from flax import nnx
 import data
 import optim
 import zoo
+from data.atomic import write_bytes
 from zoo import pretrained
 from zoo.modular import norm_report
 from zoo.models.base import modality_of
 from zoo.summary import summary
 from zoo.train.checkpoint import Checkpointer, abstract_like
 from zoo.train.metrics import MetricWriter, progress
-from zoo.train.mesh import batch_axes, make_mesh, maybe_initialize_distributed, param_shardings
+from zoo.train.mesh import batch_axes, check_batch, make_mesh, maybe_initialize_distributed, param_shardings
+from zoo.train.preemption import Preempted, preemption_requests
 from zoo.train.step import make_eval_step, make_train_step
+from zoo.train.workdir_lock import workdir_lock
 
 
 class Diverged(RuntimeError):
@@ -48,8 +54,32 @@ class Diverged(RuntimeError):
                          "lower the learning rate or clip gradients (--config.optim.clip_norm=1)")
 
 
-def _all_finite(tree) -> bool:
-    return all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact))
+def _nonfinite(metrics) -> str:
+    """What was not finite in a step's metrics, for :class:`Diverged`."""
+    loss, grad_norm = float(metrics["loss"]), float(metrics["grad_norm"])
+    if not math.isfinite(loss):
+        return f"loss is {loss}"
+    if not math.isfinite(grad_norm):
+        return f"the gradient norm is {grad_norm}"
+    return "the weights or optimizer state are not finite"
+
+
+_POSITIVE = {"steps": 1000, "batch_size": 32, "log_every": 25, "keep": 2}  # field: an example for the message
+
+
+class ConfigError(ValueError):
+    """A config value out of range; the message is one line naming the field and a valid example."""
+
+
+def check_train_settings(config: ml_collections.ConfigDict) -> None:
+    """Raise :class:`ConfigError` for a ``train`` field out of range (called before anything is written)."""
+    values = {**{k: config.train.get(k) for k in _POSITIVE}, "skip_nonfinite": config.train.get("skip_nonfinite", 0)}
+    for field, value in values.items():
+        least = 0 if field == "skip_nonfinite" else 1
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            example = _POSITIVE.get(field, 3)
+            raise ConfigError(f"train.{field} must be a whole number >= {least}, got {value!r}; "
+                             f"e.g. --config.train.{field}={example}")
 
 
 def learning_rate(cfg: ml_collections.ConfigDict) -> float:
@@ -64,7 +94,11 @@ def learning_rate(cfg: ml_collections.ConfigDict) -> float:
 
 
 def optimizer_settings(config: ml_collections.ConfigDict) -> dict:
-    """The plain settings dict :func:`optim.from_settings` takes, from ``config.optim``."""
+    """The plain settings dict :func:`optim.from_settings` takes, from ``config.optim``
+    (:class:`ConfigError` for an unknown ``optim.name``)."""
+    if config.optim.name not in optim.OPTIMIZERS:
+        raise ConfigError(f"unknown optimizer {config.optim.name!r} (optim.name); choose one of "
+                          f"{', '.join(optim.OPTIMIZERS)}, e.g. --config.optim.name=adamw")
     o = config.optim.to_dict()
     settings = {k: o.get(k) for k in optim.builder.SETTINGS}
     settings["learning_rate"] = learning_rate(config.optim)
@@ -78,6 +112,27 @@ def model_config(config: ml_collections.ConfigDict):
     return zoo.get_config(fields.pop("name"), **fields)
 
 
+COMPUTE_FIELDS = ("dtype", "remat", "layer_loop", "attention", "fused_qkv")
+"""Model fields that change how a model is computed, not its parameters: a run may resume with others."""
+
+
+def model_differences(saved: dict, model_cfg) -> list[str]:
+    """How the parameters a saved ``config.model`` section describes differ from ``model_cfg``'s, one
+    ``"width 32 there, 64 here"`` per field; empty when they match (fields added to the model since the save
+    take their defaults; :data:`COMPUTE_FIELDS` may differ)."""
+    fields = {f.name for f in dataclasses.fields(model_cfg)}
+    try:
+        old = zoo.get_config(saved["name"], **{k: v for k, v in saved.items()
+                                               if k != "name" and k in fields and v is not None})
+    except (KeyError, ValueError, TypeError):
+        return [f"model {saved.get('name')!r} there, which this modzoo cannot build"]
+    if type(old) is not type(model_cfg):
+        return [f"a {old.family} model there, {model_cfg.family} here"]
+    return [f"{f.name} {getattr(old, f.name)!r} there, {getattr(model_cfg, f.name)!r} here"
+            for f in dataclasses.fields(model_cfg)
+            if f.name not in COMPUTE_FIELDS and getattr(old, f.name) != getattr(model_cfg, f.name)]
+
+
 def param_target(config: ml_collections.ConfigDict) -> dict:
     """Abstract params (pure dict of ShapeDtypeStructs on the default device) of ``config``'s model."""
     model = nnx.eval_shape(lambda: zoo.build(model_config(config), rngs=nnx.Rngs(0)))
@@ -88,16 +143,16 @@ def param_target(config: ml_collections.ConfigDict) -> dict:
 
 def datasets(config: ml_collections.ConfigDict, model_cfg):
     """(train, evaluation) datasets for the model's modality."""
-    if modality_of(model_cfg) == "text":
-        return (data.text_dataset(config.data.name, "train", model_cfg.context),
-                data.text_dataset(config.data.name, "validation", model_cfg.context))
+    if modality_of(model_cfg) == "text":  # the short validation split first: too short, it stops before preparing
+        validation = data.text_dataset(config.data.name, "validation", model_cfg.context)
+        return data.text_dataset(config.data.name, "train", model_cfg.context), validation
     return (data.image_dataset(config.data.name, "train", augment=config.data.get("augment", True)),
             data.image_dataset(config.data.name, config.data.get("eval_split", "test"), augment=False))
 
 
 _UNCOMPILED = ("seed", "init_from")
 _UNCOMPILED_OPTIM = ("learning_rate", "learning_rates")
-_COMPILED_TRAIN = ("steps", "batch_size", "eval_batch_size")
+_COMPILED_TRAIN = ("steps", "batch_size", "eval_batch_size", "skip_nonfinite")
 _CACHE: collections.OrderedDict = collections.OrderedDict()
 _CACHE_SIZE = 4
 
@@ -128,7 +183,8 @@ class _Compiled:
         state = jax.jit(self.tx.init)(jax.device_put(params, self.param_shardings))
         self.opt_shardings = jax.tree.map(lambda x: _on_mesh(x, mesh), state)
         self.init_fn = jax.jit(self.tx.init, in_shardings=(self.param_shardings,), out_shardings=self.opt_shardings)
-        self.step_fn = jax.jit(make_train_step(graphdef, self.tx),
+        skip = bool(config.train.get("skip_nonfinite", 0))
+        self.step_fn = jax.jit(make_train_step(graphdef, self.tx, skip_nonfinite=skip),
                                in_shardings=(self.param_shardings, self.opt_shardings, self.batch_sharding),
                                out_shardings=(self.param_shardings, self.opt_shardings, None),
                                donate_argnums=(0, 1))
@@ -162,6 +218,8 @@ class Run:
     def __init__(self, config, *, with_optimizer: bool = True):
         self.config = config
         self.mesh = make_mesh(config.mesh.to_dict())
+        for field in ("batch_size", "eval_batch_size") if with_optimizer else ("eval_batch_size",):
+            check_batch(self.mesh, config.train[field], f"train.{field}")
         self.model_cfg = model_config(config)
         model = zoo.build(self.model_cfg, rngs=nnx.Rngs(config.seed))
         self.summary = summary(model)
@@ -220,56 +278,125 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
     step 1, when this call ran it), the final ``eval`` metrics, the last
     ``norms`` diagnostics and timings (``seconds``, ``seconds_setup`` before the
     first step, ``seconds_first_step`` (compilation included), ``seconds_eval``).
-    A non-finite loss at a logged step raises :class:`Diverged`. ``on_log(step,
-    loss)`` is called at every logged step (the sweeps' progress lines).
+    ``on_log(step, loss)`` is called at every logged step (the sweeps'
+    progress lines).
+
+    Safety: a config that cannot run (bad ``train`` fields, model sizes, mesh,
+    optimizer, data or ``init_from``) and a ``workdir`` that cannot hold it
+    raise a one-line error before ``workdir`` is created or touched; a run
+    holds ``workdir``'s lock (process 0) and a second one raises
+    :class:`WorkdirLocked`; SIGTERM or SIGINT (single-process runs)
+    finish the current step, commit its checkpoint and raise
+    :class:`Preempted`; a step whose loss, gradients or new state are not
+    finite (each step's flag is read while the next one runs) raises
+    :class:`Diverged` before anything after it is saved, or with
+    ``train.skip_nonfinite=N`` is not applied, up to N times.
     """
     t_start = time.perf_counter()
+    check_train_settings(config)
     maybe_initialize_distributed()
     workdir = pathlib.Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    run = Run(config)
+    check_workdir(workdir)
+    with preemption_requests(enabled=jax.process_count() == 1) as requests:
+        run = Run(config)  # what can refuse the config runs before the workdir is created or locked
+        train_ds, eval_ds = datasets(config, run.model_cfg)
+        initialized = bool(config.get("init_from")) and not (workdir / "checkpoints").is_dir()
+        if initialized:  # a new run (one with checkpoints resumes instead): its source is checked here too
+            _init_params(run, config.init_from)
+        workdir.mkdir(parents=True, exist_ok=True)
+        lock = workdir_lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+        with lock, contextlib.ExitStack() as closing:
+            return _run(config, workdir, run, train_ds, eval_ds, initialized, stop_at, quiet, on_log, t_start,
+                        requests, closing)
+
+
+def check_workdir(workdir: pathlib.Path) -> None:
+    """A one-line error, before anything is written, when ``workdir`` cannot hold a run: it or a folder above it
+    is a file, or the folder to write in is not writable (``os.access``: root may write anywhere but on
+    read-only mounts)."""
+    folder = workdir.absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the nearest existing folder: the run writes there (creating the rest)
+    where = "" if folder == workdir.absolute() else f" (under {folder})"
+    if not folder.is_dir():
+        raise NotADirectoryError(f"workdir {workdir}{where} is a file, not a folder; give a folder's path "
+                                 "(created if missing), e.g. --workdir runs/NAME")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"workdir {workdir}{where} is not writable; give a --workdir you can write to, "
+                              f"or make {folder} writable")
+
+
+def _run(config, workdir, run, train_ds, eval_ds, initialized, stop_at, quiet, on_log, t_start, requests,
+         closing) -> dict:
+    """The body of :func:`train`, under its lock and signal handlers, from its checked ``run`` and datasets
+    (``initialized``: ``init_from`` already loaded); ``closing`` closes what it opens."""
     steps = int(config.train.steps)
-    train_ds, eval_ds = datasets(config, run.model_cfg)
     iterator = data.make_train_iterator(train_ds, config.train.batch_size, seed=config.seed)
     ckpt = Checkpointer(workdir, max_to_keep=config.train.keep)
-    writer = MetricWriter(workdir)
-    start = ckpt.latest_step() or 0
+    closing.callback(ckpt.close)  # after any exit: pending saves are committed before the lock is released
+    skipped = 0
     meta = {"config": json.loads(config.to_json())}
-    if start:
-        saved = ckpt.meta(start)["config"]
-        if saved["model"] != meta["config"]["model"] or saved["optim"]["name"] != config.optim.name:
-            ckpt.close()
-            raise ValueError(f"{workdir} holds a run of model {saved['model']} with {saved['optim']['name']}, not "
-                             f"{meta['config']['model']} with {config.optim.name}; use a new --workdir")
-        restored = ckpt.restore(start, params=abstract_like(run.params, run.param_shardings),
-                                opt_state=abstract_like(run.opt_state, run.opt_shardings))
+
+    def same_run(saved_meta):
+        saved = saved_meta["config"]
+        differ = model_differences(saved["model"], run.model_cfg)
+        if saved["optim"]["name"] != config.optim.name:
+            differ.append(f"optimizer {saved['optim']['name']} there, {config.optim.name} here")
+        if differ:
+            raise ValueError(f"{workdir} holds a run of model {saved['model']['name']} that this config cannot "
+                             f"resume ({'; '.join(differ)}); use a new --workdir, or the config it was trained with")
+
+    start, restored = ckpt.restore_latest_good(params=abstract_like(run.params, run.param_shardings),
+                                               opt_state=abstract_like(run.opt_state, run.opt_shardings),
+                                               check_meta=same_run)
+    start = start or 0
+    if restored:
         run.params, run.opt_state = restored["params"], restored["opt_state"]
         data.restore_iterator(iterator, restored["data"]["iterator"].encode())
-    elif config.get("init_from"):
-        try:
-            _init_params(run, config.init_from)
-        except Exception:
-            ckpt.close()
-            raise
+        skipped = int(restored["meta"].get("skipped", 0))
+    elif config.get("init_from") and not initialized:
+        _init_params(run, config.init_from)
+    writer = MetricWriter(workdir, start=start, redo_eval=start == steps)
+    closing.callback(writer.close)
     if not quiet and jax.process_index() == 0:
         print(run.summary)
         print(f"mesh {dict(run.mesh.shape)}; optimizer {config.optim.name}; steps {start}..{steps}")
 
+    skip_limit = int(config.train.get("skip_nonfinite", 0))
+    unchecked = []  # (step, metrics) of the step dispatched last, its `finite` flag not read yet
+
+    def confirm():
+        """Read the flag of the unchecked step: count a skip or stop the run if it was not finite."""
+        nonlocal skipped
+        while unchecked:
+            step, metrics = unchecked.pop()
+            if bool(metrics["finite"]):
+                continue
+            if skipped == skip_limit:
+                what = _nonfinite(metrics)
+                if skip_limit:
+                    what += f" ({skipped} non-finite steps skipped already, train.skip_nonfinite={skip_limit})"
+                writer.write(step, "train", step_values(metrics))  # the diverged step's row, logged or not
+                ckpt.wait()
+                raise Diverged(step, what, ckpt.latest_step())
+            skipped += 1
+
+    def step_values(metrics):
+        """A train row's values from the step's own metrics."""
+        values = {"loss": metrics["loss"], "grad_norm": metrics["grad_norm"]}
+        return {**values, "skipped": skipped} if skip_limit else values
+
     def save(step):
         if ckpt.latest_step() == step:
             return
-        if not _all_finite((run.params, run.opt_state)):
-            stop(step, "the weights or optimizer state are not finite")
+        confirm()
         ckpt.save(step, params=run.params, opt_state=run.opt_state,
-                  data_state={"iterator": data.iterator_state(iterator).decode()}, meta={**meta, "step": step})
+                  data_state={"iterator": data.iterator_state(iterator).decode()},
+                  meta={**meta, "step": step, "skipped": skipped})
 
-    def stop(step, what):
-        bar.close()
-        writer.close()
-        ckpt.wait()
-        last_good = ckpt.latest_step()
-        ckpt.close()
-        raise Diverged(step, what, last_good)
+    def leave_if_preempted(step):
+        if requests.signum is not None:
+            raise Preempted(step, requests.signum)
 
     text = modality_of(run.model_cfg) == "text"
     unit = "tokens" if text else "images"
@@ -278,6 +405,7 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
     result = {"train_losses": [], "first_loss": None, "eval": {}, "norms": {}}
     end = steps if stop_at is None else min(stop_at, steps)
     bar = progress(start, steps, enabled=not quiet)
+    closing.callback(bar.close)
     t_loop = t_log = time.perf_counter()
     result["seconds_setup"] = t_loop - t_start
     n_log, seconds_eval = 0, 0.0
@@ -286,11 +414,14 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
         measure_norms = norm_every and (step % norm_every == 0 or step == end)
         previous = jax.tree.map(jnp.copy, run.params) if measure_norms else None
         run.params, run.opt_state, metrics = run.step_fn(run.params, run.opt_state, batch)
+        confirm()  # the previous step's flag: read while this step runs, so the loop never waits for it
+        unchecked.append((step, metrics))
         if step == start + 1:
             jax.block_until_ready(metrics)
             result["seconds_first_step"] = time.perf_counter() - t_loop
         n_log += 1
         if measure_norms:
+            t_norms = time.perf_counter()
             pair = (run.params, previous)
             if jax.process_count() == 1:
                 # On one device: the exact SVDs run once, not once per device (on simulated CPU devices
@@ -299,48 +430,53 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
             norms = {k: float(v) for k, v in run.compiled.norms_fn(*pair).items()}
             result["norms"] = norms
             writer.write(step, "norms", norms)
+            t_log += time.perf_counter() - t_norms  # the logged rate is of training steps alone
         if step % config.train.log_every == 0 or step == end or step == 1:
+            confirm()
             loss = float(metrics["loss"])
             if step == 1:
                 result["first_loss"] = loss
-            if not math.isfinite(loss):
-                writer.write(step, "train", {"loss": loss})
-                stop(step, f"loss is {loss}")
             result["train_losses"].append(loss)
             now = time.perf_counter()
             rate = n_log * config.train.batch_size * per_example / (now - t_log)
             t_log, n_log = now, 0
-            values = {"loss": loss, "learning_rate": run.learning_rate_at(step - 1), f"{unit}_per_s": rate}
+            values = {**step_values(metrics), "learning_rate": run.learning_rate_at(step - 1 - skipped),
+                      f"{unit}_per_s": rate}
             writer.write(step, "train", values)
             if on_log is not None:
                 on_log(step, loss)
             bar.set_postfix(loss=f"{loss:.3f}", lr=f"{values['learning_rate']:.3g}", **{f"{unit}/s": f"{rate:,.0f}"})
         bar.update(1)
         if config.train.eval_every and step % config.train.eval_every == 0 and step != steps:
+            confirm()
             t_eval = time.perf_counter()
             result["eval"] = run.evaluate(eval_ds)
             seconds_eval += time.perf_counter() - t_eval
+            t_log += time.perf_counter() - t_eval
             writer.write(step, "eval", result["eval"])
         if config.train.checkpoint_every and step % config.train.checkpoint_every == 0:
             save(step)
+        if requests.signum is not None:
+            save(step)
+            leave_if_preempted(step)
     bar.close()
     if end > start and (end == steps or stop_at is not None):
         save(end)
+    leave_if_preempted(end)
     if end == steps:
         t_eval = time.perf_counter()
         result["eval"] = run.evaluate(eval_ds)
         seconds_eval += time.perf_counter() - t_eval
         writer.write(steps, "eval", result["eval"])
-    ckpt.close()
-    result.update(step=end, seconds_eval=seconds_eval)
+    result.update(step=end, seconds_eval=seconds_eval, skipped=skipped)
+    leave_if_preempted(end)
     if end == steps and text and config.train.sample_tokens:
         from zoo.sample import generate
 
         text = generate(run.model(), config.train.sample_prompt, max_new_tokens=config.train.sample_tokens,
                         temperature=0.8, top_k=40, seed=config.seed)
         result["sample"] = text.decode("utf-8", errors="replace")
-        (workdir / "sample.txt").write_text(result["sample"])
-    writer.close()
+        write_bytes(workdir / "sample.txt", result["sample"].encode())
     result["seconds"] = time.perf_counter() - t_start
     if not quiet and jax.process_index() == 0:
         print(json.dumps({"step": end, "eval": result["eval"], "seconds": round(result["seconds"], 1)}))
