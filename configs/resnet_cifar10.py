@@ -20,7 +20,7 @@ def get_config(arg=None):
         batch_size=128,
         arg=arg,
     )
-    c.optim.scion = {"momentum": 0.5, "constrained": False}
+    c.optim.scion.update({"momentum": 0.5, "constrained": False})
     c.train.eval_batch_size = 512
     c.train.sample_tokens = 0
     c.train.log_every = 50

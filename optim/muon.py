@@ -21,6 +21,7 @@ import jax
 import optax
 
 from optim import geometry as geometry_lib
+from optim.dtypes import float_dtype
 from optim.newton_schulz import orthogonalize, resolve
 
 MUON_ROLES = ("hidden", "conv")
@@ -61,6 +62,7 @@ def muon(
     adam_b2: float = 0.95,
     adam_eps: float = 1e-8,
     adam_weight_decay: float = 0.0,
+    mu_dtype=None,
 ) -> optax.GradientTransformation:
     """Muon on hidden/conv leaves, AdamW on the rest, routed by geometry role.
 
@@ -72,7 +74,10 @@ def muon(
       ns_coeffs, ns_steps: Newton–Schulz preset (Jordan's quintic by default).
       adam_learning_rate: AdamW's step size (default: ``learning_rate``).
       adam_b1, adam_b2, adam_eps, adam_weight_decay: AdamW's settings.
+      mu_dtype: storage dtype of Muon's momentum and AdamW's first moment
+        (None: the parameters'); each step is computed from them in float32.
     """
+    mu_dtype = float_dtype(mu_dtype, "muon's mu_dtype")
     geos = geometry_lib.leaves(geometry)
     muon_geos = [g for g in geos if g.role in MUON_ROLES]
 
@@ -85,7 +90,7 @@ def muon(
     return optax.partition(
         {
             "muon": optax.chain(
-                optax.trace(decay=beta, nesterov=nesterov),
+                optax.trace(decay=beta, nesterov=nesterov, accumulator_dtype=mu_dtype),
                 scale_by_orthogonalized(muon_geos, ns_coeffs=ns_coeffs, ns_steps=ns_steps),
                 *decay,
                 optax.scale_by_learning_rate(learning_rate),
@@ -96,6 +101,7 @@ def muon(
                 b2=adam_b2,
                 eps=adam_eps,
                 weight_decay=adam_weight_decay,
+                mu_dtype=mu_dtype,
             ),
         },
         labels,

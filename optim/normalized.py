@@ -24,6 +24,13 @@ Two ways to make u_k unit-size (``form``):
 update, so an atom's norm settles at most at 1/λ, the norm the initializers of
 :mod:`optim.norms` give every atom when λ = 1 (the Frank–Wolfe reading of
 decoupled decay, as in Scion's SCG).
+
+``mu_dtype`` of :func:`normalized_adam` and :func:`normalized_sgd` stores the
+first moment (the momentum trace) in that dtype, e.g. bfloat16; optax computes
+each step from it in float32 before casting it back. Adam's second moment
+stays in the parameters' dtype: with β₂ = 0.99 a step moves it by about 1%,
+which bfloat16 (relative rounding error up to 2⁻⁸ ≈ 0.4%) would largely
+round away.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ import optax
 
 from optim import geometry as geometry_lib
 from optim import norms
+from optim.dtypes import float_dtype
 from optim.newton_schulz import resolve
 
 FORMS = ("dual", "scaled")
@@ -168,10 +176,14 @@ def normalized_adam(
     weight_decay: float = 0.0,
     ns_coeffs=DEFAULT_NS_PRESET,
     ns_steps: int | None = None,
+    mu_dtype=None,
 ) -> optax.GradientTransformation:
-    """Normalized Adam (Large et al. 2024, §4: β = (0.9, 0.99)); the rest as in :func:`normalized`."""
+    """Normalized Adam (Large et al. 2024, §4: β = (0.9, 0.99)); the rest as in :func:`normalized`.
+
+    ``mu_dtype``: the first moment's storage dtype (None: the parameters'; module docstring).
+    """
     return normalized(
-        optax.scale_by_adam(b1=b1, b2=b2, eps=eps),
+        optax.scale_by_adam(b1=b1, b2=b2, eps=eps, mu_dtype=float_dtype(mu_dtype, "normalized_adam's mu_dtype")),
         geometry,
         learning_rate,
         form=form,
@@ -191,10 +203,15 @@ def normalized_sgd(
     weight_decay: float = 0.0,
     ns_coeffs=DEFAULT_NS_PRESET,
     ns_steps: int | None = None,
+    mu_dtype=None,
 ) -> optax.GradientTransformation:
-    """Normalized SGD with momentum (Large et al. 2024, §4: 0.9); the rest as in :func:`normalized`."""
+    """Normalized SGD with momentum (Large et al. 2024, §4: 0.9); the rest as in :func:`normalized`.
+
+    ``mu_dtype``: the momentum trace's storage dtype (None: the parameters'; module docstring).
+    """
     return normalized(
-        optax.trace(decay=momentum, nesterov=nesterov),
+        optax.trace(decay=momentum, nesterov=nesterov,
+                    accumulator_dtype=float_dtype(mu_dtype, "normalized_sgd's mu_dtype")),
         geometry,
         learning_rate,
         form=form,

@@ -7,6 +7,13 @@
 
 γ is the learning rate (a float or an optax schedule), ρ the radius of the
 parameter's role and lmo the LMO of its role (:mod:`optim.lmo`).
+
+Memory: Scion stores one gradient-sized buffer, d, beside the weights (the
+paper points out that only one set of weights and one gradient-sized buffer
+need be kept, where Adam keeps two moments). ``mu_dtype=jnp.bfloat16`` is the
+memory-light mode: d stored in bfloat16, half the f32 state's bytes, while the
+average and the LMO are still computed in float32 (``modzoo bench optim``
+prints the bytes).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import optax
 
 from optim import lmo as lmo_lib
 from optim import geometry as geometry_lib
+from optim.dtypes import float_dtype
 from optim.newton_schulz import DEFAULT_PRESET
 
 DEFAULT_LMO = {
@@ -53,7 +61,7 @@ def _by_role(defaults: dict[str, Any], overrides: dict[str, Any] | None, what: s
 
 
 class ScionState(NamedTuple):
-    """Scion's only state: the averaged gradient d, shaped like the parameters."""
+    """Scion's only state: the averaged gradient d, shaped like the parameters (in ``mu_dtype``)."""
 
     momentum: optax.Updates
 
@@ -67,14 +75,17 @@ def scale_by_scion(
     lmo: dict[str, str] | None = None,
     ns_coeffs=DEFAULT_PRESET,
     ns_steps: int | None = None,
+    mu_dtype=None,
 ) -> optax.GradientTransformation:
     """Scion's direction before the learning rate: ρ·lmo(d), plus x when constrained.
 
     ``optax.scale_by_learning_rate(γ)`` after it gives −γρ·lmo(d) (uSCG) or
     −γ(x + ρ·lmo(d)) (SCG). ``radius`` and ``lmo`` override the per-role
     defaults :data:`DEFAULT_RADIUS` and :data:`DEFAULT_LMO`; ``ns_coeffs`` and
-    ``ns_steps`` go to the Newton–Schulz-based LMOs.
+    ``ns_steps`` go to the Newton–Schulz-based LMOs. d is stored in
+    ``mu_dtype`` (None: the parameters' dtype) and averaged in float32.
     """
+    mu_dtype = float_dtype(mu_dtype, "scion's mu_dtype")
     geos = geometry_lib.leaves(geometry)
     radii = _by_role(DEFAULT_RADIUS, radius, "radius")
     names = _by_role(DEFAULT_LMO, lmo, "lmo")
@@ -82,21 +93,23 @@ def scale_by_scion(
 
     def init_fn(params):
         geometry_lib.pair(params, geos, "params")
-        return ScionState(jax.tree.map(jnp.zeros_like, params))
+        return ScionState(jax.tree.map(lambda p: jnp.zeros_like(p, dtype=mu_dtype), params))
 
     def update_fn(updates, state, params=None):
         grads, _, treedef = geometry_lib.pair(updates, geos)
-        avg = [
-            (d + momentum * (g.astype(d.dtype) - d)).astype(d.dtype)
-            for g, d in zip(grads, jax.tree.leaves(state.momentum))
-        ]
+        stored = jax.tree.leaves(state.momentum)
+        avg = []
+        for g, d in zip(grads, stored):
+            d = d.astype(jnp.float32)
+            avg.append(d + momentum * (g.astype(jnp.float32) - d))
         out = [radii[geo.role] * maps[geo.role](d) for d, geo in zip(avg, geos)]
         if constrained:
             if params is None:
                 raise ValueError("scion(constrained=True) needs the parameters: call tx.update(grads, state, params)")
             out = [u + p.astype(u.dtype) for u, p in zip(out, jax.tree.leaves(params))]
         out = [u.astype(g.dtype) for u, g in zip(out, grads)]
-        new_momentum = jax.tree.unflatten(jax.tree.structure(state.momentum), avg)
+        new_momentum = jax.tree.unflatten(jax.tree.structure(state.momentum),
+                                          [a.astype(d.dtype) for a, d in zip(avg, stored)])
         return jax.tree.unflatten(treedef, out), ScionState(new_momentum)
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -112,6 +125,7 @@ def scion(
     lmo: dict[str, str] | None = None,
     ns_coeffs=DEFAULT_PRESET,
     ns_steps: int | None = None,
+    mu_dtype=None,
 ) -> optax.GradientTransformation:
     """Scion (uSCG, or SCG when ``constrained``) with step size ``learning_rate``.
 
@@ -124,6 +138,8 @@ def scion(
       radius: per-role radius ρ overriding :data:`DEFAULT_RADIUS`.
       lmo: per-role LMO name overriding :data:`DEFAULT_LMO`.
       ns_coeffs, ns_steps: Newton–Schulz preset for the spectral LMOs.
+      mu_dtype: dtype d is stored in (None: the parameters'); ``jnp.bfloat16``
+        is the memory-light mode of the module docstring.
     """
     return optax.chain(
         scale_by_scion(
@@ -134,6 +150,7 @@ def scion(
             lmo=lmo,
             ns_coeffs=ns_coeffs,
             ns_steps=ns_steps,
+            mu_dtype=mu_dtype,
         ),
         optax.scale_by_learning_rate(learning_rate),
     )

@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 import zoo.train
 from configs.sweeps import gpt_width
@@ -119,7 +120,14 @@ def test_grid_extends_past_an_edge_optimum():
 
 def test_a_committed_row_reproduces_from_its_command(tmp_path):
     """The cheapest row of the committed GPT width sweep, rerun from its ``command`` column on one core (the
-    sweep's workers are pinned to one core each; XLA:CPU's threads split reductions differently), bit for bit."""
+    sweep's workers are pinned to one core each; XLA:CPU's threads split reductions differently).
+
+    At the commits the sweep ran from (sittings.jsonl) the row reproduced bit for bit. Since then the train
+    step computes the same function in another order (Q, K and V as one matmul, the gradient norm and finite
+    checks fused into the step), which moves float rounding: after 300 steps the validation loss moved by
+    2e-3 (2.17452 fused, 2.17663 unfused, against the row's 2.17628), where seeds 0 and 1 of this point
+    differ by 9e-3. So the check is to 1e-3 relative (one core is deterministic: the value is the same
+    every run), which a changed formula would miss."""
     rows = [r for r in _rows(os.path.join(ROOT, "configs", "sweeps", "gpt_width", "results.csv"))
             if r["diverged"] == "False"]
     row = min(rows, key=lambda r: float(r["seconds"]))
@@ -133,4 +141,4 @@ def test_a_committed_row_reproduces_from_its_command(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = next(json.loads(x)["loss"] for x in (tmp_path / "row" / "metrics.jsonl").read_text().splitlines()
                if json.loads(x)["split"] == "eval")
-    assert got == float(row["val_loss"]), (row["command"], got, row["val_loss"])
+    assert got == pytest.approx(float(row["val_loss"]), rel=1e-3), (row["command"], got, row["val_loss"])

@@ -9,7 +9,10 @@ state):
   uses), the default preset and six_step, and the time of optax's own
   ``optax.contrib._muon.orthogonalize_via_newton_schulz`` at the same 5 steps;
 * the time of one optimizer step (update + apply, jitted) of Scion,
-  normalized Adam and Muon on the ``preset`` GPT, divided by optax.adamw's.
+  normalized Adam and Muon on the ``preset`` GPT, divided by optax.adamw's;
+* the bytes of every optimizer's state on the ``preset`` GPT with its
+  momentum in float32 and in bfloat16 (``mu_dtype``; Scion's bfloat16 row is
+  its memory-light mode), from shapes alone (``jax.eval_shape``).
 
 Every time is the median of ``repeats`` runs after a jit warm-up.
 ``modzoo bench optim`` calls it.
@@ -79,6 +82,34 @@ def step_figures(preset: str = "gpt-small", repeats: int = 5, **overrides) -> di
             "ratio_to_adamw": {k: v / seconds["adamw"] for k, v in seconds.items() if k != "adamw"}}
 
 
+def tree_bytes(tree) -> int:
+    """Bytes of every array leaf of ``tree`` (arrays or ``jax.ShapeDtypeStruct``s)."""
+    return sum(x.size * jnp.dtype(x.dtype).itemsize for x in jax.tree.leaves(tree))
+
+
+def memory_figures(preset: str = "gpt-small", mu_dtypes=("float32", "bfloat16"), **overrides) -> dict:
+    """Bytes of the parameters and of each optimizer's state per momentum dtype on model ``preset``.
+
+    Shapes only: the model and the states are traced by ``nnx.eval_shape`` and
+    ``jax.eval_shape``, nothing is allocated, so gpt-small costs no memory.
+    """
+    model = nnx.eval_shape(lambda: zoo.create(preset, rngs=nnx.Rngs(0), **overrides))
+    geometry = zoo.geometry(model)
+    params = nnx.state(model, nnx.Param)
+    state = {(name, mu_dtype): tree_bytes(jax.eval_shape(optim.build(name, 1e-2, geometry, mu_dtype=mu_dtype).init,
+                                                         params))
+             for name in optim.OPTIMIZERS for mu_dtype in mu_dtypes}
+    return {"preset": preset, "params": tree_bytes(params), "state": state}
+
+
+def print_memory(memory: dict) -> None:
+    """The table of :func:`memory_figures`: MB of state and its ratio to the parameters' bytes."""
+    print(f"optimizer state on {memory['preset']} (parameters {memory['params'] / 1e6:.1f} MB):")
+    print(f"  {'optimizer':<17}{'mu_dtype':<10}{'state MB':>10}{'÷ params':>10}")
+    for (name, mu_dtype), size in memory["state"].items():
+        print(f"  {name:<17}{mu_dtype:<10}{size / 1e6:>10.1f}{size / memory['params']:>10.2f}")
+
+
 def run(preset: str = "gpt-small", *, repeats: int = 5, **overrides) -> dict:
     """Measure and print every figure (module docstring); returns them as a dict."""
     print(f"optim benchmark on {jax.devices()[0].device_kind} ({jax.device_count()} device(s)), median of {repeats}")
@@ -97,4 +128,6 @@ def run(preset: str = "gpt-small", *, repeats: int = 5, **overrides) -> dict:
           f"optax.adamw {steps['seconds']['adamw'] * 1e3:.1f} ms")
     for name in OPTIMIZERS:
         print(f"  {name}: {steps['seconds'][name] * 1e3:.1f} ms = {steps['ratio_to_adamw'][name]:.2f}x adamw")
-    return {"newton_schulz": ns, "step": steps}
+    memory = memory_figures(preset, **overrides)
+    print_memory(memory)
+    return {"newton_schulz": ns, "step": steps, "memory": memory}

@@ -25,3 +25,33 @@ def matmul_flops_per_s(n: int = 1024, repeats: int = 7) -> float:
     a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
     f = jax.jit(lambda a: a @ a)
     return 2 * n**3 / median_seconds(lambda: f(a), repeats)
+
+
+def step_seconds(step, params, opt_state, batch, repeats: int = 5, compiler_options: dict | None = None) -> float:
+    """Median seconds of ``step(params, opt_state, batch) -> (params, opt_state, aux)``, jitted with the
+    params and optimizer state donated (each call consumes the previous call's outputs, as training does)
+    and compiled with XLA's ``compiler_options`` (none: the defaults)."""
+    jitted = jax.jit(step, donate_argnums=(0, 1)).lower(params, opt_state, batch).compile(compiler_options)
+    state = [params, opt_state]
+
+    def once():
+        state[0], state[1], _ = jitted(state[0], state[1], batch)
+        return state[0]
+
+    return median_seconds(once, repeats)
+
+
+BF16_DENSE_PEAK = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}
+"""Vendor bf16 dense (no sparsity) peak FLOP/s by a substring of ``device_kind`` (SXM parts unless named)."""
+
+
+def peak_flops_per_s() -> tuple[float, str]:
+    """The rate MFU is taken against, and what it is: on a GPU listed in :data:`BF16_DENSE_PEAK` its bf16
+    dense peak (the longest matching name wins), otherwise this machine's measured f32 matmul rate."""
+    device = jax.devices()[0]
+    if device.platform == "gpu":
+        names = [name for name in BF16_DENSE_PEAK if name in device.device_kind]
+        if names:
+            name = max(names, key=len)
+            return BF16_DENSE_PEAK[name], f"{name} bf16 dense peak"
+    return matmul_flops_per_s(), "measured 1024x1024 f32 matmul"

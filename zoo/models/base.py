@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import numbers
+
 import jax
 import jax.numpy as jnp
 import optax
 
+from optim.dtypes import FLOAT_DTYPES
 from zoo.nn import Module, Residual, Sequential
 
 
@@ -34,6 +38,33 @@ def modality_of(cfg) -> str:
         raise ValueError(f"{type(cfg).__name__}.modality is {modality!r}; declare one of {', '.join(MODALITIES)} "
                          "as a ClassVar on the config (zoo.models.base.MODALITIES says what each reads)")
     return modality
+
+
+def check_sizes(cfg, *fields: str) -> None:
+    """A one-line ValueError unless each of ``cfg``'s ``fields`` is a whole number >= 1, naming the field and an
+    example (its default); model configs call it from ``__post_init__``, so a bad size is refused before building."""
+    for name in fields:
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            example = next(f.default for f in dataclasses.fields(cfg) if f.name == name)
+            raise ValueError(f"{cfg.family} {name} must be a whole number >= 1, got {value!r}; e.g. {name}={example}")
+
+
+COMPUTE_DTYPES = ("auto",) + FLOAT_DTYPES
+
+
+def compute_dtype(name: str) -> jnp.dtype:
+    """The dtype a model config's ``dtype`` names for its activations; parameters stay float32.
+
+    ``"auto"`` is bfloat16 on GPU and TPU, float32 elsewhere (CPU), decided
+    from ``jax.default_backend()`` when the model is built; otherwise
+    "float32", "bfloat16" or "float16". Logits and losses are float32 either way.
+    """
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(f"model dtype {name!r} is unknown; choose one of {', '.join(COMPUTE_DTYPES)}")
+    if name == "auto":
+        return jnp.dtype(jnp.bfloat16 if jax.default_backend() in ("gpu", "tpu") else jnp.float32)
+    return jnp.dtype(name)
 
 
 def masked_mean(losses: jax.Array, mask: jax.Array | None) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -89,6 +120,21 @@ class LanguageModel(Model):
 
     def inputs(self, batch):
         return batch["tokens"][:, :-1]
+
+    def init_cache(self, batch: int) -> jax.Array:
+        """What :meth:`decode` carries between calls; here the token window itself, (batch, context) zeros."""
+        return jnp.zeros((batch, self.config.context), jnp.int32)
+
+    def decode(self, tokens: jax.Array, cache, position) -> tuple[jax.Array, jax.Array]:
+        """Logits (B, T, vocab) of ``tokens`` (B, T) at positions ``position``.. ``position + T - 1``, and the cache
+        with them written in (``position`` may be traced; ``position + T <= context``).
+
+        This default writes the tokens into the window and reruns the whole
+        model on it, which serves any causal model; models with a key/value
+        cache (GPT) override it and :meth:`init_cache`.
+        """
+        window = jax.lax.dynamic_update_slice_in_dim(cache, tokens.astype(cache.dtype), position, axis=1)
+        return jax.lax.dynamic_slice_in_dim(self(window), position, tokens.shape[1], axis=1), window
 
     def loss(self, batch):
         """Mean next-token cross-entropy in nats per token.

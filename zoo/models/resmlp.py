@@ -15,22 +15,28 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo import nn
-from zoo.models.base import Classifier, random_images, scan_layers
+from zoo.models.base import Classifier, check_sizes, compute_dtype, random_images, scan_layers
 
 
 @dataclasses.dataclass(frozen=True)
 class ResMLPConfig:
-    """ResMLP sizes for (image_size, image_size, channels) inputs and ``classes`` outputs."""
+    """ResMLP sizes for (image_size, image_size, channels) inputs and ``classes`` outputs.
+
+    ``dtype`` is the compute dtype (:func:`~zoo.models.base.compute_dtype`; "auto" by default).
+    """
 
     width: int = 256
     depth: int = 2
     image_size: int = 32
     channels: int = 3
     classes: int = 10
-    dtype: str = "float32"
+    dtype: str = "auto"
     layer_loop: str = "auto"
     family: ClassVar[str] = "resmlp"
     modality: ClassVar[str] = "image"
+
+    def __post_init__(self):
+        check_sizes(self, "width", "depth", "image_size", "channels", "classes")
 
     def tiny(self) -> ResMLPConfig:
         """This config shrunk for tests: width 32, 2 blocks, 8x8 images."""
@@ -49,7 +55,7 @@ class ResMLP(Classifier):
 
     def __init__(self, cfg: ResMLPConfig, *, rngs: nnx.Rngs):
         self.config = cfg
-        dtype = jnp.dtype(cfg.dtype)
+        dtype = compute_dtype(cfg.dtype)
         d_in = cfg.image_size * cfg.image_size * cfg.channels
         w = cfg.width
 
@@ -66,5 +72,5 @@ class ResMLP(Classifier):
                                     rngs=rngs),
             "logits": nn.Sequential(norm=nn.RMSNorm(),
                                     linear=nn.Linear(w, cfg.classes, role="output", axes=("embed", None),
-                                                     dtype=dtype, rngs=rngs)),
+                                                     dtype=dtype, out_dtype=jnp.float32, rngs=rngs)),
         })

@@ -16,12 +16,15 @@ import jax.numpy as jnp
 from flax import nnx
 
 from zoo import nn
-from zoo.models.base import Classifier, random_images, scan_layers
+from zoo.models.base import Classifier, check_sizes, compute_dtype, random_images, scan_layers
 
 
 @dataclasses.dataclass(frozen=True)
 class ResNetConfig:
-    """ResNet sizes: ``width`` channels in the first stage, ``depth`` blocks per stage."""
+    """ResNet sizes: ``width`` channels in the first stage, ``depth`` blocks per stage.
+
+    ``dtype`` is the compute dtype (:func:`~zoo.models.base.compute_dtype`; "auto" by default).
+    """
 
     width: int = 32
     depth: int = 2
@@ -30,10 +33,16 @@ class ResNetConfig:
     image_size: int = 32
     channels: int = 3
     classes: int = 10
-    dtype: str = "float32"
+    dtype: str = "auto"
     layer_loop: str = "auto"
     family: ClassVar[str] = "resnet"
     modality: ClassVar[str] = "image"
+
+    def __post_init__(self):
+        check_sizes(self, "width", "depth", "stages", "kernel_size", "image_size", "channels", "classes")
+        if self.image_size % 2 ** (self.stages - 1):
+            raise ValueError(f"resnet image_size {self.image_size} must be divisible by 2**(stages-1) = "
+                             f"{2 ** (self.stages - 1)}; use fewer stages")
 
     def tiny(self) -> ResNetConfig:
         """This config shrunk for tests: width 4, 2 stages of 1 block, 8x8 images."""
@@ -51,11 +60,8 @@ class ResNet(Classifier):
     """``model(images (B, H, W, C)) -> logits (B, classes)``."""
 
     def __init__(self, cfg: ResNetConfig, *, rngs: nnx.Rngs):
-        if cfg.image_size % 2 ** (cfg.stages - 1):
-            raise ValueError(f"image_size {cfg.image_size} must be divisible by 2**(stages-1) = "
-                             f"{2 ** (cfg.stages - 1)}; use fewer stages")
         self.config = cfg
-        dtype = jnp.dtype(cfg.dtype)
+        dtype = compute_dtype(cfg.dtype)
         k = cfg.kernel_size
 
         def conv(c_in, c_out, r, size=k):
@@ -75,5 +81,6 @@ class ResNet(Classifier):
         c_last = cfg.width * 2 ** (cfg.stages - 1)
         stages["logits"] = nn.Sequential(pool=nn.GlobalAvgPool(), norm=nn.RMSNorm(),
                                           linear=nn.Linear(c_last, cfg.classes, role="output",
-                                                           axes=("conv_out", None), dtype=dtype, rngs=rngs))
+                                                           axes=("conv_out", None), dtype=dtype,
+                                                           out_dtype=jnp.float32, rngs=rngs))
         super().__init__(stages)

@@ -40,12 +40,16 @@ class Linear(Atom):
 
     Norm: sqrt(d_in/d_out) * spectral norm (Large et al. 2024, Table 1).
     Init: semi-orthogonal scaled by sqrt(d_out/d_in); no forward scale.
+    The product runs in ``dtype`` (None: the input's) and is cast to
+    ``out_dtype`` (None: left as is); heads pass float32, so logits are f32
+    when the model computes in bfloat16.
     """
 
     def __init__(self, d_in: int, d_out: int, *, role: str = "hidden", axes=("embed", "mlp"),
-                 mass: float = 1.0, dtype=None, rngs: nnx.Rngs):
+                 mass: float = 1.0, dtype=None, out_dtype=None, rngs: nnx.Rngs):
         super().__init__(mass)
         self.dtype = dtype
+        self.out_dtype = out_dtype
         self.kernel = _param(rngs, "spectral", (d_in, d_out), role=role, fan_in=d_in, fan_out=d_out, axes=axes)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -53,7 +57,7 @@ class Linear(Atom):
         dtype = self.dtype or x.dtype
         # a 2-D product: XLA's CPU backend runs the weight gradient of a (B, T, d) product 2-3x slower
         y = jnp.matmul(x.reshape(-1, x.shape[-1]).astype(dtype), w.astype(dtype))
-        return y.reshape(*x.shape[:-1], w.shape[-1])
+        return y.reshape(*x.shape[:-1], w.shape[-1]).astype(self.out_dtype or y.dtype)
 
 
 class Embed(Atom):

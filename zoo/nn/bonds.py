@@ -133,6 +133,12 @@ class DotProductAttention(Bond):
     al. 2021, muP §J.2.1). ``implementation``: "explicit" (two einsums and a
     float32 masked softmax), "xla" or "cudnn" (``jax.nn.dot_product_attention``),
     or "auto" (:func:`attention_implementation`). All give the same function.
+
+    Called with ``(q, k, v, offset)`` (causal only), query i sits at key
+    position ``offset + i`` (``offset`` may be traced) and sees keys 0..offset+i:
+    a decode step attending over a key/value cache whose later entries are not
+    written yet (always computed by the explicit path). Without it the queries
+    are the last ``T_q`` of the keys.
     """
 
     def __init__(self, causal: bool = True, implementation: str = "auto"):
@@ -141,15 +147,18 @@ class DotProductAttention(Bond):
         self.implementation = implementation
 
     def __call__(self, qkv):
-        q, k, v = qkv
+        q, k, v, *offset = qkv
+        if offset and not self.causal:
+            raise ValueError("a query offset needs causal attention; build DotProductAttention(causal=True)")
         scale = 1.0 / q.shape[-1]
         how = attention_implementation(self.implementation, q.dtype)
-        if how != "explicit":
+        if how != "explicit" and not offset:
             return jax.nn.dot_product_attention(q, k, v, scale=scale, is_causal=self.causal, implementation=how)
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k, preferred_element_type=jnp.float32) * scale
         if self.causal:
             t_q, t_k = q.shape[1], k.shape[1]
-            mask = jnp.arange(t_q)[:, None] + (t_k - t_q) >= jnp.arange(t_k)[None, :]
+            first = offset[0] if offset else t_k - t_q
+            mask = jnp.arange(t_q)[:, None] + first >= jnp.arange(t_k)[None, :]
             logits = jnp.where(mask, logits, -jnp.inf)
         weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
         return jnp.einsum("bhqk,bkhd->bqhd", weights, v)

@@ -19,6 +19,7 @@ its absolute mass (Modula's "tare"); shares inside it keep their ratios.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Sequence
 
@@ -27,6 +28,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from optim.geometry import STACK_AXIS
+from zoo.nn.atoms import Linear
 from zoo.nn.module import Module
 
 
@@ -114,6 +116,49 @@ class Parallel(_Compound):
         return tuple(b(x) for b in self._children())
 
 
+def _leading_linear(branch: Module) -> tuple[Linear, list[Module]]:
+    """(the Linear a branch starts with, the modules after it)."""
+    if isinstance(branch, Linear):
+        return branch, []
+    if isinstance(branch, Sequential) and isinstance(branch._children()[0], Linear):
+        first, *rest = branch._children()
+        return first, rest
+    raise TypeError(f"FusedParallel branches must be a Linear or a Sequential that starts with one, "
+                    f"not {type(branch).__name__}; use Parallel")
+
+
+class FusedParallel(Parallel):
+    """:class:`Parallel` over branches that each start with a :class:`Linear` of the same input
+    (e.g. attention's Q, K and V): those Linears run as one matmul of their concatenated kernels.
+
+    The parameters, masses, sensitivities and multipliers are exactly
+    Parallel's (each kernel stays its own atom with its own geometry, so an
+    optimizer updates each as before); only the forward computation is fused.
+    """
+
+    def __init__(self, *branches: Module, mass: float | None = None, **named: Module):
+        super().__init__(*branches, mass=mass, **named)
+        linears = [_leading_linear(b)[0] for b in self._children()]
+        d_in = {lin.kernel.shape[0] for lin in linears}
+        if len(d_in) != 1 or len({lin.dtype for lin in linears}) != 1:
+            raise ValueError(f"FusedParallel needs Linears of one input width and dtype, got widths {sorted(d_in)}; "
+                             "use Parallel")
+
+    def __call__(self, x):
+        heads, tails = zip(*(_leading_linear(b) for b in self._children()))
+        dtype = heads[0].dtype or x.dtype
+        kernel = jnp.concatenate([h.kernel[...] for h in heads], axis=-1).astype(dtype)
+        y = jnp.matmul(x.reshape(-1, x.shape[-1]).astype(dtype), kernel)  # 2-D, as in Linear
+        ends = list(itertools.accumulate(h.kernel.shape[-1] for h in heads))[:-1]
+        outs = []
+        for part, tail in zip(jnp.split(y, ends, axis=-1), tails):
+            part = part.reshape(*x.shape[:-1], part.shape[-1])
+            for module in tail:
+                part = module(part)
+            outs.append(part)
+        return tuple(outs)
+
+
 class Scaled(_Compound):
     """Scalar multiple of a module's output: ``Scaled(a, M)(x) = a * M(x)``."""
 
@@ -195,12 +240,15 @@ class Residual(_Compound):
             # per stacked copy: mass share of one step (1/depth of the stack)
             yield branch, target * len(branches) * fraction, fraction / self.depth
 
-    def _run(self, x, collect: bool):
+    def update(self, h, y):
+        """One branch's residual update of ``h`` by its output ``y``: (1 - alpha) h + alpha y."""
         alpha = 1.0 / (len(self._children()) * self.depth)
+        return (1.0 - alpha) * h + alpha * y
 
+    def _run(self, x, collect: bool):
         def step(container, h):
             for b in container._children():
-                h = (1.0 - alpha) * h + alpha * b(h)
+                h = self.update(h, b(h))
             return h
 
         if self.scan:
