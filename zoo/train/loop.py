@@ -41,7 +41,7 @@ from zoo.train.metrics import MetricWriter, progress
 from zoo.train.mesh import batch_axes, check_batch, make_mesh, maybe_initialize_distributed, param_shardings
 from zoo.train.preemption import Preempted, preemption_requests
 from zoo.train.step import make_eval_step, make_train_step
-from zoo.train.workdir_lock import workdir_lock
+from zoo.train.workdir_lock import LOCK_NAME, workdir_lock
 
 
 class Diverged(RuntimeError):
@@ -297,14 +297,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
     maybe_initialize_distributed()
     workdir = pathlib.Path(workdir)
     check_workdir(workdir)
-    with preemption_requests(enabled=jax.process_count() == 1) as requests:
+    # A workdir that held a run is locked first, so a second run on it is refused at once; a new one only
+    # after the checks below, which must not create it.
+    locks_first = jax.process_index() == 0 and (workdir / LOCK_NAME).exists()
+    with (workdir_lock(workdir) if locks_first else contextlib.nullcontext()), \
+            preemption_requests(enabled=jax.process_count() == 1) as requests:
         run = Run(config)  # what can refuse the config runs before the workdir is created or locked
         train_ds, eval_ds = datasets(config, run.model_cfg)
         initialized = bool(config.get("init_from")) and not (workdir / "checkpoints").is_dir()
         if initialized:  # a new run (one with checkpoints resumes instead): its source is checked here too
             _init_params(run, config.init_from)
         workdir.mkdir(parents=True, exist_ok=True)
-        lock = workdir_lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+        locks_now = jax.process_index() == 0 and not locks_first
+        lock = workdir_lock(workdir) if locks_now else contextlib.nullcontext()
         with lock, contextlib.ExitStack() as closing:
             return _run(config, workdir, run, train_ds, eval_ds, initialized, stop_at, quiet, on_log, t_start,
                         requests, closing)
