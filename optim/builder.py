@@ -16,6 +16,7 @@ with :func:`peak_learning_rate`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import jax.numpy as jnp
@@ -69,13 +70,15 @@ def schedule(steps: int, *, warmup_steps: int = 0, decay_fraction: float = 1.0) 
     return optax.join_schedules(pieces, boundaries) if boundaries else pieces[0]
 
 
-def _check(settings: Mapping) -> None:
+def check_settings(settings: Mapping) -> None:
+    """A one-line ValueError for a settings dict :func:`from_settings` cannot build: unknown name, a learning
+    rate that is not a finite positive number, a clip norm that is not positive."""
     name = settings.get("name")
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(sorted(OPTIMIZERS))}")
     lr = settings.get("learning_rate")
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
-        raise ValueError(f"learning_rate must be a positive number, got {lr!r}")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not 0 < lr < math.inf:
+        raise ValueError(f"learning_rate must be a finite positive number, got {lr!r}")
     clip = settings.get("clip_norm")
     if clip is not None and not clip > 0:
         raise ValueError(f"clip_norm must be positive or None, got {clip!r}")
@@ -89,7 +92,7 @@ def from_settings(settings: Mapping, geometry, steps: int) -> optax.GradientTran
     ``settings["learning_rate"]`` and is stored in the state, so a compiled
     update serves any rate.
     """
-    _check(settings)
+    check_settings(settings)
     name = settings["name"]
     own = dict(settings.get(name) or {})
     shape = schedule(steps, warmup_steps=int(settings.get("warmup_steps") or 0),

@@ -20,7 +20,7 @@ from zoo.train import train
 CONFIG = "configs/gpt_shakespeare.py:test,optim=adamw"
 TRAIN = ["train", "--config", CONFIG]
 TINYSTORIES = "configs/gpt_tinystories.py:test,optim=adamw"
-SIZE = "gpt {field} must be a whole number >= 1, got {value}; e.g. {field}={example}"
+SIZE = "gpt {field} must be a whole number in 1..2147483647, got {value}; e.g. {field}={example}"
 EXAMPLE = {"width": 128, "depth": 4, "heads": 4, "context": 256}  # GPTConfig's defaults, the messages' examples
 
 
@@ -136,16 +136,19 @@ ROWS = [  # (id, exit status, the line (a regex; {run}, {file}, {locked}, {train
      r"e.g. --config.model.width=32",
      lambda c: c.train("--config.model.width=abc")),
     *[_sizes(field, bad) for field, bad in [("width", 0), ("width", -32), ("depth", 0), ("depth", -1), ("heads", 0),
-                                            ("heads", -4), ("context", 0), ("context", -16)]],
+                                            ("heads", -4), ("context", 0), ("context", -16), ("width", 2**63),
+                                            ("heads", 2**63)]],
     ("heads-not-dividing-width", 1, r"modzoo train: gpt width 32 is not divisible by heads 5; pick heads that divide "
      r"the width, e.g. heads=4", lambda c: c.train("--config.model.heads=5")),
     ("context-longer-than-the-data", 1, r"modzoo train: the validation split of .*short.txt has 10 bytes, fewer than "
      r"context \+ 1 = 17: use a smaller context or a longer file", lambda c: c.train(f"--config.data.name={c.short}")),
-    ("steps=0", 1, r"modzoo train: train.steps must be a whole number >= 1, got 0; e.g. --config.train.steps=1000",
+    ("steps=0", 1, r"modzoo train: train.steps must be a whole number in 1..2147483647, got 0; e.g. --config.train.steps=1000",
      lambda c: c.train("--config.train.steps=0")),
-    ("steps=-5", 1, r"modzoo train: train.steps must be a whole number >= 1, got -5; e.g. --config.train.steps=1000",
+    ("steps=-5", 1, r"modzoo train: train.steps must be a whole number in 1..2147483647, got -5; e.g. --config.train.steps=1000",
      lambda c: c.train("--config.train.steps=-5")),
-    ("keep=0", 1, r"modzoo train: train.keep must be a whole number >= 1, got 0; e.g. --config.train.keep=2",
+    ("steps=2**63", 1, r"modzoo train: train.steps must be a whole number in 1..2147483647, got 9223372036854775808; "
+     r"e.g. --config.train.steps=1000", lambda c: c.train(f"--config.train.steps={2**63}")),
+    ("keep=0", 1, r"modzoo train: train.keep must be a whole number in 1..2147483647, got 0; e.g. --config.train.keep=2",
      lambda c: c.train("--config.train.keep=0")),
     ("unknown-optimizer", 1, r"modzoo train: unknown optimizer 'sgd' \(optim.name\); choose one of scion, .*adamw, "
      r"e.g. --config.optim.name=adamw", lambda c: c.train("--config.optim.name=sgd")),
@@ -217,11 +220,11 @@ def test_bad_input_is_one_line_and_leaves_the_workdir_alone(row, trained, tmp_pa
 def test_debug_shows_the_traceback(tmp_path, monkeypatch, capsys):
     argv = [*TRAIN, "--workdir", str(tmp_path / "new"), "--config.model.width=0"]
     monkeypatch.setenv("MODZOO_DEBUG", "1")
-    with pytest.raises(ValueError, match="gpt width must be a whole number >= 1, got 0"):
+    with pytest.raises(ValueError, match="gpt width must be a whole number in 1..2147483647, got 0"):
         main(argv)
     monkeypatch.delenv("MODZOO_DEBUG")
     for debug_argv in (["--debug", *argv], [*argv[:3], "--debug", *argv[3:]]):
-        with pytest.raises(ValueError, match="gpt width must be a whole number >= 1, got 0"):
+        with pytest.raises(ValueError, match="gpt width must be a whole number in 1..2147483647, got 0"):
             main(debug_argv)
     assert not (tmp_path / "new").exists()
 

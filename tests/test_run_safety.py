@@ -85,7 +85,7 @@ def test_bad_train_settings_are_one_line_before_the_workdir_exists(tmp_path, fie
     workdir = tmp_path / "run"
     with pytest.raises(SystemExit) as e:
         main(["train", "--config", CONFIG, "--workdir", str(workdir), f"--config.train.{field}={value}"])
-    assert str(e.value.code) == (f"modzoo train: train.{field} must be a whole number >= {least}, got {value}; "
+    assert str(e.value.code) == (f"modzoo train: train.{field} must be a whole number in {least}..2147483647, got {value}; "
                                  f"e.g. --config.train.{field}={example}")
     assert not workdir.exists()
     with pytest.raises(ConfigError):  # the function refuses the same way

@@ -40,14 +40,19 @@ def modality_of(cfg) -> str:
     return modality
 
 
+INT32_MAX = 2**31 - 1
+"""The largest size or count a config may give: array dimensions and step counters are int32 in XLA."""
+
+
 def check_sizes(cfg, *fields: str) -> None:
     """A one-line ValueError unless each of ``cfg``'s ``fields`` is a whole number >= 1, naming the field and an
     example (its default); model configs call it from ``__post_init__``, so a bad size is refused before building."""
     for name in fields:
         value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= INT32_MAX:
             example = next(f.default for f in dataclasses.fields(cfg) if f.name == name)
-            raise ValueError(f"{cfg.family} {name} must be a whole number >= 1, got {value!r}; e.g. {name}={example}")
+            raise ValueError(f"{cfg.family} {name} must be a whole number in 1..{INT32_MAX}, got {value!r}; "
+                             f"e.g. {name}={example}")
 
 
 COMPUTE_DTYPES = ("auto",) + FLOAT_DTYPES

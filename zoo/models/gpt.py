@@ -59,7 +59,7 @@ class GPTConfig:
     def __post_init__(self):
         check_sizes(self, "width", "depth", "heads", "context", "vocab", "mlp_ratio")
         if self.width % self.heads:
-            fits = max(h for h in range(1, self.heads + 1) if self.width % h == 0)
+            fits = max(h for h in range(1, min(self.heads, self.width) + 1) if self.width % h == 0)
             raise ValueError(f"gpt width {self.width} is not divisible by heads {self.heads}; pick heads that divide "
                              f"the width, e.g. heads={fits}")
 

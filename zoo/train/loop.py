@@ -34,7 +34,7 @@ import zoo
 from data.atomic import write_bytes
 from zoo import pretrained
 from zoo.modular import norm_report
-from zoo.models.base import modality_of
+from zoo.models.base import INT32_MAX, modality_of
 from zoo.summary import summary
 from zoo.train.checkpoint import Checkpointer, abstract_like
 from zoo.train.metrics import MetricWriter, progress
@@ -76,9 +76,9 @@ def check_train_settings(config: ml_collections.ConfigDict) -> None:
     values = {**{k: config.train.get(k) for k in _POSITIVE}, "skip_nonfinite": config.train.get("skip_nonfinite", 0)}
     for field, value in values.items():
         least = 0 if field == "skip_nonfinite" else 1
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= INT32_MAX:
             example = _POSITIVE.get(field, 3)
-            raise ConfigError(f"train.{field} must be a whole number >= {least}, got {value!r}; "
+            raise ConfigError(f"train.{field} must be a whole number in {least}..{INT32_MAX}, got {value!r}; "
                              f"e.g. --config.train.{field}={example}")
 
 
@@ -103,6 +103,7 @@ def optimizer_settings(config: ml_collections.ConfigDict) -> dict:
     settings = {k: o.get(k) for k in optim.builder.SETTINGS}
     settings["learning_rate"] = learning_rate(config.optim)
     settings[o["name"]] = o.get(o["name"]) or {}
+    optim.builder.check_settings(settings)  # here too: a run reusing a compiled step never rebuilds the optimizer
     return settings
 
 
