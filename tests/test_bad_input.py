@@ -148,6 +148,8 @@ ROWS = [  # (id, exit status, the line (a regex; {run}, {file}, {locked}, {train
      lambda c: c.train("--config.train.steps=-5")),
     ("steps=2**63", 1, r"modzoo train: train.steps must be a whole number in 1..2147483647, got 9223372036854775808; "
      r"e.g. --config.train.steps=1000", lambda c: c.train(f"--config.train.steps={2**63}")),
+    ("learning-rate-inf", 1, r"modzoo train: learning_rate must be a finite positive number, got inf",
+     lambda c: c.train("--config.optim.learning_rate=inf")),
     ("keep=0", 1, r"modzoo train: train.keep must be a whole number in 1..2147483647, got 0; e.g. --config.train.keep=2",
      lambda c: c.train("--config.train.keep=0")),
     ("unknown-optimizer", 1, r"modzoo train: unknown optimizer 'sgd' \(optim.name\); choose one of scion, .*adamw, "
