@@ -263,11 +263,11 @@ def _bench(args) -> None:
     if args.what == "optim":
         from zoo.benchmarks import optimizer_step
 
-        optimizer_step.run(args.preset or "gpt-small", repeats=args.repeats)
+        optimizer_step.run(args.preset or "gpt-small", repeats=args.repeats or 5)
     elif args.what == "data":
         from zoo.benchmarks import input_pipeline
 
-        input_pipeline.run(repeats=args.repeats)
+        input_pipeline.run(repeats=args.repeats or 5)
     elif args.what == "parallel":
         from zoo.benchmarks import sweep_parallel
 
@@ -279,14 +279,14 @@ def _bench(args) -> None:
     elif args.what == "sample":
         from zoo.benchmarks import sampling
 
-        sampling.run(lengths=(20,) if args.quick else (100, 500), repeats=1 if args.quick else args.repeats)
+        sampling.run(lengths=(20,) if args.quick else (100, 500), repeats=1 if args.quick else args.repeats or 5)
     else:
         from zoo.benchmarks import train_step
 
         if args.preset:
             raise UsageError("--preset is for bench optim; bench train runs the baby GPT, "
                              "the main job and (on GPU) gpt-small: drop --preset")
-        train_step.run(repeats=1 if args.quick else args.repeats, quick=args.quick)
+        train_step.run(repeats=1 if args.quick else args.repeats or 15, quick=args.quick)
 
 
 OWN_PACKAGES = ("zoo", "optim", "data", "configs", "examples")
@@ -366,7 +366,8 @@ def _dispatch(argv: list[str]) -> None:
                                       "against baselines)")
     p.add_argument("what", choices=["optim", "data", "train", "loop", "parallel", "sample"])
     p.add_argument("--preset", default=None, help="GPT preset for bench optim (default gpt-small)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed repeats (default 15 interleaved rounds for bench train, 5 otherwise)")
     p.add_argument("--quick", action="store_true",
                    help="bench train: tiny sizes; bench sample: 20 tokens; one repeat (a smoke run)")
     p.set_defaults(func=_bench)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -11,13 +12,28 @@ import jax.numpy as jnp
 
 def median_seconds(fn, repeats: int = 5) -> float:
     """Median wall time of ``fn()`` over ``repeats`` calls, after one warm-up (compile) call."""
-    jax.block_until_ready(fn())
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return interleaved_seconds({"fn": fn}, repeats)["fn"]
+
+
+def interleaved_seconds(fns: Mapping[str, Callable], repeats: int = 5) -> dict[str, float]:
+    """Median wall time of each ``fns[name]()``, measured in ``repeats`` rounds that call every function once.
+
+    Each function is warmed up (compiled) first. Round r starts at the r-th
+    function (a rotation), so no function always runs first or after the same
+    neighbour. On a shared or throttled machine, whose speed drifts over
+    seconds, the functions then see the same conditions and their ratios
+    hold even when the absolute times do not.
+    """
+    names = list(fns)
+    for name in names:
+        jax.block_until_ready(fns[name]())
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            t = time.perf_counter()
+            jax.block_until_ready(fns[name]())
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def matmul_flops_per_s(n: int = 1024, repeats: int = 7) -> float:
@@ -27,10 +43,11 @@ def matmul_flops_per_s(n: int = 1024, repeats: int = 7) -> float:
     return 2 * n**3 / median_seconds(lambda: f(a), repeats)
 
 
-def step_seconds(step, params, opt_state, batch, repeats: int = 5, compiler_options: dict | None = None) -> float:
-    """Median seconds of ``step(params, opt_state, batch) -> (params, opt_state, aux)``, jitted with the
-    params and optimizer state donated (each call consumes the previous call's outputs, as training does)
-    and compiled with XLA's ``compiler_options`` (none: the defaults)."""
+def step_runner(step, params, opt_state, batch, compiler_options: dict | None = None) -> Callable:
+    """A no-argument function that runs one training step and returns the new params: ``step(params, opt_state,
+    batch) -> (params, opt_state, aux)`` jitted with the params and optimizer state donated (each call consumes
+    the previous call's outputs, as training does) and compiled with XLA's ``compiler_options`` (none: the
+    defaults)."""
     jitted = jax.jit(step, donate_argnums=(0, 1)).lower(params, opt_state, batch).compile(compiler_options)
     state = [params, opt_state]
 
@@ -38,7 +55,7 @@ def step_seconds(step, params, opt_state, batch, repeats: int = 5, compiler_opti
         state[0], state[1], _ = jitted(state[0], state[1], batch)
         return state[0]
 
-    return median_seconds(once, repeats)
+    return once
 
 
 BF16_DENSE_PEAK = {"H100 PCIe": 756e12, "H100": 989e12, "H200": 989e12, "A100": 312e12}

@@ -19,7 +19,8 @@ GPU its bf16 dense peak, otherwise the f32 matmul rate measured in the same
 run. Model FLOPs per token follow the PaLM appendix (Chowdhery et al. 2022,
 App. B): 6 N (N = non-embedding parameters) + 12 L d T for attention, the same
 count for the zoo and the reference. Every time is the median of ``repeats``
-steps after a warm-up, both steps jitted with their state donated.
+steps after a warm-up, measured in interleaved rounds (one step of each in turn), every step jitted with
+its state donated.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from flax import nnx
 import optim
 import zoo
 from configs import gpt_shakespeare
-from zoo.benchmarks.timing import peak_flops_per_s, step_seconds
+from zoo.benchmarks.timing import interleaved_seconds, peak_flops_per_s, step_runner
 from zoo.models.base import compute_dtype
 from zoo.models.gpt import GPTConfig
 from zoo.summary import param_count
@@ -168,23 +169,25 @@ def reference_adamw() -> optax.GradientTransformation:
 
 # --- measurement ------------------------------------------------------------------------------------------------
 
-def measure(case: Case, optimizers=OPTIMIZERS, repeats: int = 5, compiler_options: dict | None = None) -> dict:
-    """Seconds per step of the reference and of the zoo step with each optimizer, and the model's FLOPs/token
-    (every step compiled with XLA's ``compiler_options``)."""
+def measure(case: Case, optimizers=OPTIMIZERS, repeats: int = 15, compiler_options: dict | None = None) -> dict:
+    """Seconds per step of the reference and of the zoo step with each optimizer (medians of interleaved rounds:
+    :func:`interleaved_seconds`), and the model's FLOPs/token (every step compiled with XLA's
+    ``compiler_options``)."""
     tokens = case.model.example_batch(case.batch_size, jax.random.key(0))["tokens"]
     tx = reference_adamw()
     params = reference_init(case.model)
-    seconds = {"reference": step_seconds(reference_step(case.model, tx), params, tx.init(params), tokens, repeats,
-                                         compiler_options)}
+    runners = {"reference": step_runner(reference_step(case.model, tx), params, tx.init(params), tokens,
+                                        compiler_options)}
     model = zoo.build(case.model, rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(model)
     geometry = zoo.geometry(model)
     for name in optimizers:
-        params = jax.tree.map(jnp.copy, nnx.to_pure_dict(state))  # a fresh copy: each measurement donates its own
+        params = jax.tree.map(jnp.copy, nnx.to_pure_dict(state))  # a fresh copy: each runner donates its own
         tx = optimizer_for(name, geometry)
-        seconds[name] = step_seconds(make_train_step(graphdef, tx), params, tx.init(params), {"tokens": tokens},
-                                     repeats, compiler_options)
-    return {"seconds": seconds, "params": param_count(model), "flops_per_token": flops_per_token(model)}
+        runners[name] = step_runner(make_train_step(graphdef, tx), params, tx.init(params), {"tokens": tokens},
+                                    compiler_options)
+    return {"seconds": interleaved_seconds(runners, repeats), "params": param_count(model),
+            "flops_per_token": flops_per_token(model)}
 
 
 def rows_of(case: Case, measured: dict, peak: float) -> list[dict]:
@@ -205,7 +208,7 @@ def _describe(case: Case, measured: dict) -> str:
             f"{measured['flops_per_token'] / 1e6:.2f} MFLOP/token")
 
 
-def run(optimizers=OPTIMIZERS, *, repeats: int = 5, quick: bool = False, gpt_small: bool | None = None) -> list[dict]:
+def run(optimizers=OPTIMIZERS, *, repeats: int = 15, quick: bool = False, gpt_small: bool | None = None) -> list[dict]:
     """Measure and print every case (module docstring); returns one row per case and step.
 
     ``gpt_small`` defaults to whether the default device is a GPU; ``quick``
@@ -216,7 +219,7 @@ def run(optimizers=OPTIMIZERS, *, repeats: int = 5, quick: bool = False, gpt_sma
     peak, what = peak_flops_per_s()
     device = jax.devices()[0]
     print(f"train step on {device.device_kind} ({device.platform}); MFU against {what}: {peak / 1e9:,.1f} GFLOP/s; "
-          f"median of {repeats} after a warm-up; reference = pure JAX + optax.adamw"
+          f"median of {repeats} interleaved rounds after a warm-up; reference = pure JAX + optax.adamw"
           + ("\nquick: tiny sizes, compiled without backend optimizations: a smoke run, not a measurement" if quick
              else ""))
     rows = []
