@@ -21,29 +21,36 @@ import jax
 import optax
 
 from optim import geometry as geometry_lib
+from optim import lmo
 from optim.dtypes import float_dtype
-from optim.newton_schulz import orthogonalize, resolve
+from optim.newton_schulz import resolve
 
 MUON_ROLES = ("hidden", "conv")
 
 
+def _muon_scale(d_in: int, d_out: int) -> float:
+    return math.sqrt(max(1.0, d_out / d_in))
+
+
+HIDDEN = lmo.PolarMap(lmo.as_matrices, lambda shape: _muon_scale(*shape[-2:]))
+"""Muon's direction of a (..., d_in, d_out) kernel: NS(u)·max(1, d_out/d_in)^0.5."""
+CONV = lmo.PolarMap(lmo.taps_flattened, lambda shape: _muon_scale(math.prod(shape[-4:-1]), shape[-1]))
+"""Muon's direction of a (..., k, k, c_in, c_out) kernel, as the (k·k·c_in, c_out) matrix."""
+
+
 def scale_by_orthogonalized(geometry, *, ns_coeffs="muon", ns_steps: int | None = None) -> optax.GradientTransformation:
     """Muon's direction: NS(u)·max(1, d_out/d_in)^0.5 for each leaf; conv
-    kernels as (k·k·c_in, c_out) matrices. ``geometry`` pairs with exactly
-    the leaves this transformation sees."""
+    kernels as (k·k·c_in, c_out) matrices. All matrices of one shape (up to a
+    transpose) go through one Newton–Schulz call (:func:`optim.lmo.apply_all`).
+    ``geometry`` pairs with exactly the leaves this transformation sees."""
     resolve(ns_coeffs, ns_steps)
     geos = geometry_lib.leaves(geometry)
+    maps = [CONV if geo.role == "conv" else HIDDEN for geo in geos]
 
     def update_fn(updates, state, params=None):
         del params
         leaves, _, treedef = geometry_lib.pair(updates, geos)
-        out = []
-        for u, geo in zip(leaves, geos):
-            flat = u.reshape(*u.shape[:-4], -1, u.shape[-1]) if geo.role == "conv" else u
-            d_in, d_out = flat.shape[-2:]
-            o = orthogonalize(flat, coeffs=ns_coeffs, steps=ns_steps) * math.sqrt(max(1.0, d_out / d_in))
-            out.append(o.reshape(u.shape).astype(u.dtype))
-        return jax.tree.unflatten(treedef, out), state
+        return jax.tree.unflatten(treedef, lmo.apply_all(maps, leaves, coeffs=ns_coeffs, steps=ns_steps)), state
 
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update_fn)
 

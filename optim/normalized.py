@@ -11,13 +11,20 @@ Two ways to make u_k unit-size (``form``):
 * ``"dual"``: the atom norm's dual map, the unit-norm steepest direction
   (:func:`dual`): sqrt(d_out/d_in)·UVᵀ for spectral atoms, the same per tap
   divided by k² for conv atoms, rows of RMS 1 for embeddings, u/RMS(u) for
-  vectors (Modula v2).
+  vectors (Modula v2). Every spectral and conv atom whose matrices have one
+  shape (up to a transpose) goes through one Newton–Schulz call
+  (:func:`optim.lmo.apply_all`).
 * ``"scaled"``: u_k divided by its atom norm, keeping its direction (Modula
   v1). Spectral and conv norms are estimated by one warm-started
   power-iteration step per call; the iteration vectors live in the optimizer
-  state, so they are checkpointed. Embedding and RMS norms are exact. Each
-  atom is first divided by its largest entry, so the result is the same at
-  any scale of u_k (1e-30 or 1e30) and never overflows or underflows.
+  state, so they are checkpointed. The estimate is never above the norm and
+  never below norm/sqrt(min(d_in, d_out)) (:meth:`optim.norms.Spectral.estimate`
+  derives both), so each such update is between 1 and sqrt(min(d_in, d_out))
+  times its target, whatever the vector; the upper end can only matter while
+  the vector is still far from the top singular vector (the first updates).
+  Embedding and RMS norms are exact. Each atom is first divided by its
+  largest entry, so the result is the same at any scale of u_k (1e-30 or
+  1e30) and never overflows or underflows.
 
 ``weight_decay`` λ adds the modular counterpart of decoupled weight decay:
 Δw_k = −η·c_k·(unit(u_k) + λ·w_k). The decay is scaled per atom like the
@@ -42,8 +49,9 @@ import jax.numpy as jnp
 import optax
 
 from optim import geometry as geometry_lib
-from optim import norms
+from optim import lmo, norms
 from optim.dtypes import float_dtype
+from optim.magnitude import max_scaled
 from optim.newton_schulz import resolve
 
 FORMS = ("dual", "scaled")
@@ -58,13 +66,6 @@ def dual(norm: str, g: jax.Array, *, ns_coeffs=DEFAULT_NS_PRESET, ns_steps: int 
     """The unit-norm steepest direction of ``g`` in the atom norm ``norm`` (its
     dual map; Large et al. 2024, §3.2), per stacked slice; zero maps to zero."""
     return norms.get(norm).dual(g, ns_coeffs=ns_coeffs, ns_steps=ns_steps)
-
-
-def _max_scaled(x: jax.Array, core: int) -> jax.Array:
-    """``x`` divided by its largest magnitude per atom (zero atoms stay zero): entries in [-1, 1], one of
-    them ±1, so no norm or power step of it can overflow or underflow in f32, whatever ``x``'s scale."""
-    m = jnp.max(jnp.abs(x), axis=tuple(range(x.ndim - core, x.ndim)), keepdims=True)
-    return x / jnp.where(m > 0, m, 1.0)
 
 
 class ModularNormState(NamedTuple):
@@ -104,22 +105,26 @@ def scale_by_modular_norm(
         return ModularNormState(tuple(geos[i].atom_norm.first_vector(jax.random.fold_in(key, i), leaves[i].shape)
                                       for i in powered))
 
-    def unit(x, norm: norms.AtomNorm, v):
-        """(x made unit-size in ``norm``, next power vector)."""
-        if form == "dual":
-            return norm.dual(x, ns_coeffs=ns_coeffs, ns_steps=ns_steps), v
-        x = _max_scaled(x, norm.core_ndim)  # norms are homogeneous: unit(x) = unit(x / max|x|)
-        value, v = norm.estimate(x, v)
-        value = value.reshape(value.shape + (1,) * norm.core_ndim)
-        return x / jnp.where(value > 0, value, 1.0), v
+    def scaled(xs, vectors):
+        """(each x divided by its atom norm, the next power vectors)."""
+        vectors, out = dict(zip(powered, vectors)), []
+        for i, (x, geo) in enumerate(zip(xs, geos)):
+            norm = geo.atom_norm
+            x, _ = max_scaled(x, tuple(range(-norm.core_ndim, 0)))  # norms are homogeneous: unit(x) = unit(x/max|x|)
+            value, vectors[i] = norm.estimate(x, vectors.get(i))
+            value = value.reshape(value.shape + (1,) * norm.core_ndim)
+            out.append(x / jnp.where(value > 0, value, 1.0))
+        return out, tuple(vectors[i] for i in powered)
 
     def update_fn(updates, state, params=None):
         leaves, _, treedef = geometry_lib.pair(updates, geos)
-        vectors = dict(zip(powered, state.vectors))
-        out = []
-        for i, (u, geo) in enumerate(zip(leaves, geos)):
-            direction, vectors[i] = unit(u.astype(jnp.float32), geo.atom_norm, vectors.get(i))
-            out.append(geo.multiplier * direction)
+        xs = [u.astype(jnp.float32) for u in leaves]
+        if form == "dual":
+            directions, vectors = lmo.apply_all([geo.atom_norm.dual_map for geo in geos], xs,
+                                                coeffs=ns_coeffs, steps=ns_steps), state.vectors
+        else:
+            directions, vectors = scaled(xs, state.vectors)
+        out = [geo.multiplier * direction for direction, geo in zip(directions, geos)]
         if not _statically_zero(weight_decay):
             if params is None:
                 raise ValueError("weight_decay needs the parameters: call tx.update(grads, state, params)")
@@ -128,7 +133,7 @@ def scale_by_modular_norm(
                 for o, geo, w in zip(out, geos, jax.tree.leaves(params))
             ]
         out = [o.astype(u.dtype) for o, u in zip(out, leaves)]
-        return jax.tree.unflatten(treedef, out), ModularNormState(tuple(vectors[i] for i in powered))
+        return jax.tree.unflatten(treedef, out), ModularNormState(vectors)
 
     return optax.GradientTransformation(init_fn, update_fn)
 

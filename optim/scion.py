@@ -28,7 +28,7 @@ import optax
 from optim import lmo as lmo_lib
 from optim import geometry as geometry_lib
 from optim.dtypes import float_dtype
-from optim.newton_schulz import DEFAULT_PRESET
+from optim.newton_schulz import DEFAULT_PRESET, resolve
 
 DEFAULT_LMO = {
     "embedding": "colnorm",
@@ -82,14 +82,17 @@ def scale_by_scion(
     ``optax.scale_by_learning_rate(γ)`` after it gives −γρ·lmo(d) (uSCG) or
     −γ(x + ρ·lmo(d)) (SCG). ``radius`` and ``lmo`` override the per-role
     defaults :data:`DEFAULT_RADIUS` and :data:`DEFAULT_LMO`; ``ns_coeffs`` and
-    ``ns_steps`` go to the Newton–Schulz-based LMOs. d is stored in
+    ``ns_steps`` go to the Newton–Schulz-based LMOs, which run one
+    Newton–Schulz call per matrix shape over all leaves
+    (:func:`optim.lmo.apply_all`). d is stored in
     ``mu_dtype`` (None: the parameters' dtype) and averaged in float32.
     """
     mu_dtype = float_dtype(mu_dtype, "scion's mu_dtype")
     geos = geometry_lib.leaves(geometry)
     radii = _by_role(DEFAULT_RADIUS, radius, "radius")
     names = _by_role(DEFAULT_LMO, lmo, "lmo")
-    maps = {role: lmo_lib.get(name, coeffs=ns_coeffs, steps=ns_steps) for role, name in names.items()}
+    resolve(ns_coeffs, ns_steps)
+    maps = {role: lmo_lib.batchable(name) for role, name in names.items()}
 
     def init_fn(params):
         geometry_lib.pair(params, geos, "params")
@@ -102,7 +105,8 @@ def scale_by_scion(
         for g, d in zip(grads, stored):
             d = d.astype(jnp.float32)
             avg.append(d + momentum * (g.astype(jnp.float32) - d))
-        out = [radii[geo.role] * maps[geo.role](d) for d, geo in zip(avg, geos)]
+        directions = lmo_lib.apply_all([maps[geo.role] for geo in geos], avg, coeffs=ns_coeffs, steps=ns_steps)
+        out = [radii[geo.role] * direction for direction, geo in zip(directions, geos)]
         if constrained:
             if params is None:
                 raise ValueError("scion(constrained=True) needs the parameters: call tx.update(grads, state, params)")

@@ -9,7 +9,6 @@ normalized Adam (Large et al. 2024, §4: Adam's direction, then each atom's dual
 map times lr·c_k).
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
