@@ -18,8 +18,10 @@ Images must all have one size; features are "image" (uint8 HWC) and "label".
 
 Training batches: {"image": float32 [B, H, W, 3], "label": int32 [B]}, from a
 seeded shuffle that changes every epoch, with random 4-pixel-padded crops and
-horizontal flips (seeded per host and batch). Evaluation batches add
-"mask": float32 [B] (0 on padding rows) and are ordered and unaugmented.
+horizontal flips drawn per global batch (seeded by step), each image taking
+those of its row there, so any number of hosts sees the same augmented global
+batch. Evaluation batches add "mask": float32 [B] (0 on padding rows) and are
+ordered and unaugmented.
 """
 from __future__ import annotations
 
@@ -89,8 +91,8 @@ class ImageDataset:
         """Endless per-host batches {"image", "label"} from a per-epoch shuffle of the whole split.
 
         All hosts shuffle the same way; host k takes positions k, k + count, ...
-        so together they read each epoch exactly once, and the global batch does
-        not depend on how many hosts there are.
+        so together they read each epoch exactly once, and the global batch,
+        augmentation included, does not depend on how many hosts there are.
         """
         ids = grain.MapDataset.range(len(self.source)).shuffle(seed=seed).repeat(None)
         batches = ids[shard_index::shard_count].batch(batch_size, drop_remainder=True)
@@ -98,7 +100,8 @@ class ImageDataset:
         def load(step: int, batch_ids) -> dict[str, np.ndarray]:
             images, labels = _read(self.source, batch_ids)
             if self.augment:
-                images = random_crop_flip(images, np.random.default_rng((seed, shard_index, step)))
+                rng = np.random.default_rng((seed, step))  # the global batch's draws; this host takes its rows'
+                images = random_crop_flip(images, rng, shard=(shard_index, shard_count))
             return {"image": normalize(images, self.mean, self.std), "label": labels}
 
         return batches.map_with_index(load)

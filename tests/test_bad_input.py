@@ -9,6 +9,8 @@ import os
 import pathlib
 import re
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,9 +19,11 @@ from configs import gpt_shakespeare
 from zoo.cli import main
 from zoo.train import train
 
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = "configs/gpt_shakespeare.py:test,optim=adamw"
 TRAIN = ["train", "--config", CONFIG]
 TINYSTORIES = "configs/gpt_tinystories.py:test,optim=adamw"
+SWEEP = "configs/sweeps/gpt_width.py:test"
 SIZE = "gpt {field} must be a whole number in 1..2147483647, got {value}; e.g. {field}={example}"
 EXAMPLE = {"width": 128, "depth": 4, "heads": 4, "context": 256}  # GPTConfig's defaults, the messages' examples
 
@@ -201,6 +205,18 @@ ROWS = [  # (id, exit status, the line (a regex; {run}, {file}, {locked}, {train
      lambda c: (["eval", "--config", CONFIG, "--workdir", str(c.run), "--config.model.width=64"], c.run)),
     ("eval-without-a-source", 2, r"modzoo eval: give --workdir DIR \(a run\) or --init_from NAME_OR_PATH",
      lambda c: (["eval", "--config", CONFIG], c.new)),
+    *[(f"sweep-{name}", 1, "modzoo sweep: " + line, lambda c, flag=flag: (
+        ["sweep", "--config", SWEEP, "--workdir", str(c.new), *flag], c.new)) for name, line, flag in [
+        ("heads-not-dividing-a-width", r"gpt width 32 is not divisible by heads 3; pick heads that divide the width, "
+         r"e.g. heads=2", ["--config.model.heads=3"]),
+        ("steps=0", r"train.steps must be a whole number in 1..2147483647, got 0; e.g. --config.train.steps=1000",
+         ["--config.train.steps=0"]),
+        ("mesh-not-dividing-the-batch", r"train.batch_size=12 does not split over the mesh's 8 batch shards .*",
+         ["--config.train.batch_size=12"]),
+        ("missing-data-file", r"text dataset '/nonexistent/x.txt' is neither a known corpus .*",
+         ["--config.data.name=/nonexistent/x.txt"])]],
+    ("sweep-workdir-is-a-file", 1, r"modzoo sweep: workdir {file} is a file, not a folder; .*",
+     lambda c: (["sweep", "--config", SWEEP, "--workdir", str(c.file)], c.file)),
     ("sample-unknown-pretrained", 1, r"modzoo sample: no pretrained weights named 'nope'; available: gpt-shakespeare.*",
      lambda c: (["sample", "--pretrained", "nope"], c.new)),
 ]
@@ -238,3 +254,22 @@ def test_an_error_raised_inside_a_library_is_a_bug_and_keeps_its_traceback(tmp_p
     monkeypatch.setattr("zoo.train.train", broken)
     with pytest.raises(ValueError, match="cannot reshape"):
         main([*TRAIN, "--workdir", str(tmp_path / "new")])
+
+
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["a-print-fails", "the-last-flush-fails"])
+def test_output_into_a_closed_pipe_ends_silently_with_141(unbuffered):
+    """``modzoo list | head -1``: once the reader is gone, no broken-pipe line, and the status a shell reports for
+    a program killed by SIGPIPE; whether a print meets the closed pipe (unbuffered output) or the flush at the
+    end does (the output buffered)."""
+    read, write = os.pipe()
+    os.close(read)  # a reader that has already stopped
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    env["PYTHONPATH"] = str(ROOT)
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    try:
+        proc = subprocess.run([sys.executable, "-m", "zoo.cli", "list"], stdout=write, stderr=subprocess.PIPE,
+                              text=True, cwd=ROOT, env=env, timeout=300)
+    finally:
+        os.close(write)
+    assert (proc.returncode, proc.stderr) == (141, "")

@@ -199,6 +199,21 @@ def test_two_processes_read_disjoint_slices_that_cover_the_dataset():
     assert sum(b["mask"].sum() for e in evals for b in e) == 40
 
 
+def test_one_host_and_two_hosts_augment_the_same_global_batch_bit_for_bit():
+    ds = synthetic()
+    one = data.make_train_iterator(ds, 8, seed=4, process_index=0, process_count=1)
+    hosts = [data.make_train_iterator(ds, 8, seed=4, process_index=k, process_count=2) for k in range(2)]
+    plain = data.make_train_iterator(synthetic(augment=False), 8, seed=4, process_index=0, process_count=1)
+    for _ in range(6):  # into the second epoch
+        want, halves, unaugmented = next(one), [next(h) for h in hosts], next(plain)
+        for key in ("image", "label"):
+            # host k holds rows k, k + 2, ... of the global batch: interleaved, the hosts' rows are the one host's
+            got = np.stack([h[key] for h in halves], axis=1).reshape(want[key].shape)
+            np.testing.assert_array_equal(got, want[key])
+        np.testing.assert_array_equal(want["label"], unaugmented["label"])
+        assert not np.array_equal(want["image"], unaugmented["image"])  # augmented
+
+
 def test_random_crop_flip_is_a_padded_crop_or_its_mirror():
     images = _pixels(16, (8, 8, 3), seed=5)
     out = random_crop_flip(images, np.random.default_rng(0))

@@ -1,5 +1,6 @@
 """Run safety: one run per workdir, preemption by signal, metrics without duplicates, bad settings, divergence."""
 
+import fcntl
 import json
 import os
 import pathlib
@@ -16,10 +17,12 @@ import pytest
 from tensorboardX import SummaryWriter
 from tensorboardX.proto.event_pb2 import Event, SessionLog
 
+import zoo.train.loop as loop
 from configs import gpt_shakespeare
 from zoo.cli import PREEMPTED_EXIT, main
 from zoo.train import ConfigError, Diverged, Preempted, WorkdirLocked, train
 from zoo.train.loop import Run, _nonfinite, datasets
+from zoo.train.preemption import preemption_requests
 from zoo.train.workdir_lock import workdir_lock
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -75,6 +78,55 @@ def test_a_second_run_on_a_workdir_is_refused_and_a_dead_holders_lock_is_taken_o
         assert (tmp_path / ".lock").read_text() == f"{os.getpid()} {os.uname().nodename}\n"
 
 
+def test_a_run_on_a_new_workdir_is_refused_before_it_builds_anything(tmp_path, monkeypatch):
+    workdir = tmp_path / "runs" / "new"  # neither folder exists: the holder creates both for its lock
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(ROOT / "zoo/train/workdir_lock.py"), str(workdir)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+
+        def build(*args, **kwargs):
+            raise AssertionError("the model was built before the run was refused")
+
+        monkeypatch.setattr(loop, "Run", build)
+        with pytest.raises(WorkdirLocked, match=rf"is in use by process {holder.pid} on "):
+            train(_gpt(steps=STEPS), workdir, quiet=True)
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_refused_config_leaves_no_workdir_and_a_lock_file_removed_meanwhile_is_not_held(tmp_path, monkeypatch):
+    """A refused run removes the lock file and folders it created; another run that opened the file before
+    that locks it after, finds it gone, and locks the file at the path instead."""
+    config = _gpt(steps=STEPS)
+    config.model.heads = 5
+    with pytest.raises(ValueError, match="gpt width 32 is not divisible by heads 5"):
+        train(config, tmp_path / "a" / "b" / "run", quiet=True)
+    assert list(tmp_path.iterdir()) == []
+
+    workdir = tmp_path / "run"
+    refused = workdir_lock(workdir)
+    refused.__enter__()
+    real_flock, events = fcntl.flock, []
+
+    def flock(fd, operation):  # the second run's attempt waits until the first has been refused and cleaned up
+        if operation & fcntl.LOCK_EX and not events:
+            events.append("refused")
+            refused.__exit__(ValueError, ValueError("refused"), None)
+            assert not workdir.exists()
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", flock)
+    with workdir_lock(workdir):
+        monkeypatch.setattr(fcntl, "flock", real_flock)
+        assert events == ["refused"]
+        assert (workdir / ".lock").read_text() == f"{os.getpid()} {os.uname().nodename}\n"
+        with pytest.raises(WorkdirLocked):  # the file at the path is the one held
+            with workdir_lock(workdir):
+                pass
+
+
 # --- bad settings ----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("field,value,least,example", [
@@ -115,13 +167,13 @@ def test_sigterm_through_the_cli_checkpoints_exits_75_and_the_restart_loses_no_s
     proc = subprocess.Popen([sys.executable, "-c", SLOW_CLI, *argv], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     try:
-        config = _gpt(steps=STEPS, checkpoint_every=0)
-        reference = train(config, tmp_path / "reference", quiet=True)["train_losses"]  # meanwhile, uninterrupted
         deadline = time.monotonic() + 300
         while not ((workdir / "metrics.jsonl").exists() and len(_rows(workdir)) >= 3):
             assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
+        # the uninterrupted reference, meanwhile (trained before the signal, it gave the run time to finish)
+        reference = train(_gpt(steps=STEPS, checkpoint_every=0), tmp_path / "reference", quiet=True)["train_losses"]
         stderr = proc.communicate(timeout=300)[1]
     finally:
         proc.kill()
@@ -192,7 +244,16 @@ def test_sigint_stops_after_the_step_and_a_resume_keeps_one_metrics_row_per_step
         pass
 
 
-def test_a_second_sigint_aborts_at_once(tmp_path):
+@pytest.fixture
+def default_sigint():
+    """SIGINT as Python sets it up in a foreground process (KeyboardInterrupt): a process started in the
+    background by a shell inherits SIGINT ignored, and then a second Ctrl-C has nothing to abort with."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_a_second_sigint_aborts_at_once(tmp_path, default_sigint):
     before = signal.getsignal(signal.SIGINT)
 
     def interrupt_twice(step, loss):
@@ -206,6 +267,47 @@ def test_a_second_sigint_aborts_at_once(tmp_path):
     assert signal.getsignal(signal.SIGINT) is before
     with workdir_lock(tmp_path):
         pass
+
+
+def test_in_a_multi_process_run_sigint_goes_to_the_preemption_notifier_and_sigterm_is_left_to_it(monkeypatch,
+                                                                                                 default_sigint):
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    notices = []
+
+    def notifier(signum, frame):  # stands in for the SIGTERM handler jax.distributed.initialize installs
+        notices.append(signum)
+
+    previous = signal.signal(signal.SIGTERM, notifier)
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        with preemption_requests() as requests:
+            assert signal.getsignal(signal.SIGTERM) is notifier
+            os.kill(os.getpid(), signal.SIGINT)
+            assert requests.signum == signal.SIGINT and notices == [signal.SIGTERM]  # handed on as a SIGTERM
+            assert not requests.stop_now()  # processes stop only at the step they agree on
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert notices == [signal.SIGTERM] * 2  # SIGTERM still reaches the notifier itself
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)  # a second Ctrl-C does not wait
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_run_inside_a_sweep_shares_its_requests_and_a_stop_asked_without_a_signal_is_not_a_first_signal(
+        default_sigint):
+    """A sweep's worker holds the requests its runs share; told to stop by its coordinator, a signal that also
+    reaches it directly (a whole job killed at once) is still the first, and only the next one aborts."""
+    before = signal.getsignal(signal.SIGINT)
+    with preemption_requests() as sweep_requests:
+        with preemption_requests() as run_requests:
+            assert run_requests is sweep_requests and signal.getsignal(signal.SIGINT) is not before
+            run_requests.request(signal.SIGTERM)  # the coordinator's "stop 15"
+            os.kill(os.getpid(), signal.SIGINT)
+            assert run_requests.signum == signal.SIGTERM  # the first request stays
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) is before
 
 
 # --- divergence ------------------------------------------------------------------------------------------------------

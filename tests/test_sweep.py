@@ -4,9 +4,12 @@ import csv
 import json
 import math
 import os
+import pathlib
 import shlex
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -142,3 +145,131 @@ def test_a_committed_row_reproduces_from_its_command(tmp_path):
     got = next(json.loads(x)["loss"] for x in (tmp_path / "row" / "metrics.jsonl").read_text().splitlines()
                if json.loads(x)["split"] == "eval")
     assert got == pytest.approx(float(row["val_loss"]), rel=1e-3), (row["command"], got, row["val_loss"])
+
+
+# --- stopping a sweep ----------------------------------------------------------------------------------------------
+
+ONE_POINT = '''"""The GPT width sweep's test config cut to one point: AdamW at 2^-8, width 16, 40 steps, all logged."""
+from configs.sweeps import gpt_width
+
+
+def get_config():
+    c = gpt_width.get_config("test")
+    c.sweep.sizes, c.sweep.rates = [16], {"adamw": [-8, -8]}
+    c.train.update({"steps": 40, "log_every": 1, "checkpoint_every": 0, "norm_every": 0})
+    return c
+'''
+POINT = "adamw-width16-log2lr-8-seed0"
+# Imported first by every Python process of the test's sweep (parent and worker): each metrics row 50 ms slower, as
+# a bigger model's steps would be, so the signal surely lands mid-run.
+SLOW_ROWS = """
+import time
+from zoo.train import metrics
+write = metrics.MetricWriter.write
+metrics.MetricWriter.write = lambda *a: (time.sleep(0.05), write(*a))[1]
+"""
+
+
+def _train_steps(run_dir):
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["step"] for r in rows if r["split"] == "train"]
+
+
+def test_a_signal_stops_a_sweep_after_its_points_checkpoint_and_the_same_command_resumes(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """SIGTERM to the coordinator of ``--parallel 2`` reaches the worker's run, which saves its step and stops:
+    exit 75 with one line. Resumed in-process, a SIGINT stops it again the same way; the third sitting finishes
+    with one metrics row per step."""
+    (tmp_path / "one_point.py").write_text(ONE_POINT)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(SLOW_ROWS)
+    sweep_dir = tmp_path / "sweep"
+    run_dir = sweep_dir / "points" / POINT / "run"
+    argv = ["sweep", "--config", str(tmp_path / "one_point.py"), "--workdir", str(sweep_dir), "--parallel", "2"]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), ROOT]))
+    proc = subprocess.Popen([sys.executable, "-m", "zoo.cli", *argv], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not ((run_dir / "metrics.jsonl").exists() and len(_train_steps(run_dir)) >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()[-3000:]
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        stderr = proc.communicate(timeout=300)[1]
+    finally:
+        proc.kill()
+    assert proc.returncode == 75, stderr[-3000:]
+    [stopped] = [int(p.name) for p in (run_dir / "checkpoints").iterdir() if p.name.isdigit()]
+    assert 3 <= stopped < 40 and "Traceback" not in stderr
+    assert stderr.rstrip().splitlines()[-1] == (f"modzoo sweep: stopped by SIGTERM after saving the checkpoints of "
+                                                f"{POINT} at step {stopped}; run the same command again to resume")
+    assert _train_steps(run_dir) == list(range(1, stopped + 1)) and not (run_dir.parent / "result.json").exists()
+
+    # The same command, in this process on one core: a SIGINT two steps later stops it again.
+    from zoo.train import metrics
+
+    write = metrics.MetricWriter.write
+
+    def interrupt(writer, step, split, values):
+        write(writer, step, split, values)
+        if split == "train" and step == stopped + 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setattr(metrics.MetricWriter, "write", interrupt)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main([*argv[:-1], "1"])
+    assert e.value.code == 75
+    assert capsys.readouterr().err.splitlines() == [f"modzoo sweep: stopped by SIGINT after saving the checkpoints "
+                                                    f"of {POINT} at step {stopped + 2}; run the same command again "
+                                                    "to resume"]
+    monkeypatch.setattr(metrics.MetricWriter, "write", write)
+    main([*argv[:-1], "1"])
+    [row] = _rows(sweep_dir / "results.csv")
+    assert row["steps"] == "40" and row["diverged"] == "False"
+    assert _train_steps(run_dir) == list(range(1, 41))
+    assert len((sweep_dir / "sittings.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_stop_requested_between_points_starts_no_point():
+    """A request pending when a point would start: nothing is trained or created, one ``stopped`` event."""
+    from zoo.sweep.runner import Stopped, run_unit
+    from zoo.train.preemption import Requests
+
+    requests, events = Requests(), []
+    requests.request(signal.SIGTERM)
+    with pytest.raises(Stopped, match="^stopped by SIGTERM between points; run the same command again to resume$"):
+        run_unit(gpt_width.get_config("test"), SPEC, "adamw", 16, pathlib.Path("/nonexistent"), events.append,
+                 requests)
+    assert events == [{"event": "stopped", "signum": signal.SIGTERM}]
+
+
+def test_a_closed_stdout_stops_the_sweep_as_sigpipe(tmp_path, monkeypatch):
+    """``modzoo sweep ... | head``: the first line that meets the closed pipe asks the sweep to stop (its points
+    checkpoint; the CLI then ends silently with 141) and points stdout at /dev/null."""
+    from zoo.sweep.runner import Progress
+    from zoo.train.preemption import Requests
+
+    class ClosedPipe:
+        def __init__(self, fd):
+            self.fd, self.writes = fd, 0
+
+        def write(self, text):
+            self.writes += 1
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+        def fileno(self):
+            return self.fd
+
+    with open(tmp_path / "stdout", "w") as f:
+        stdout = ClosedPipe(f.fileno())
+        monkeypatch.setattr(sys, "stdout", stdout)
+        requests = Requests()
+        progress = Progress(gpt_width.get_config("test"), 1, requests)
+        progress({"event": "log", "id": "p", "step": 2, "steps": 8, "loss": 3.0})
+        assert requests.signum == signal.SIGPIPE and stdout.writes == 1
+        assert os.path.samefile(f"/proc/self/fd/{f.fileno()}", os.devnull)

@@ -4,7 +4,10 @@ Each subcommand is a thin wrapper over a function that tests and sweeps call
 directly. Bad input ends in one line on stderr, ``modzoo COMMAND: what is
 wrong; what to do``, and a nonzero exit status: 2 for a bad command line, 1
 for anything else refused (a config, data file, checkpoint or workdir), 3 for
-a diverged run and 75 for a preempted one. An error that is not about the
+a diverged run and 75 for a preempted one (a run or a sweep). Output piped
+into a reader that stops early (``modzoo list | head -1``) ends the command
+silently with 141, the status a shell reports for a program killed by
+SIGPIPE (128 + 13). An error that is not about the
 input (a bug) shows its traceback; ``--debug`` anywhere on the command line,
 or ``MODZOO_DEBUG=1``, shows the traceback of every error.
 """
@@ -15,6 +18,7 @@ import argparse
 import ast
 import json
 import os
+import signal
 import sys
 
 
@@ -145,7 +149,9 @@ def load_config(argv: list[str]):
 
 
 def _sweep(argv) -> None:
+    """``modzoo sweep``: exit statuses as ``modzoo train``'s (75: stopped by a signal, rerun to resume)."""
     from zoo.sweep import sweep
+    from zoo.sweep.runner import Stopped
 
     parallel, rest, i = 2, [], 0
     while i < len(argv):
@@ -161,7 +167,11 @@ def _sweep(argv) -> None:
         i += 1
     fv = _run_flags(rest, workdir_required=True)
     spec_argv = _spec_argv(rest)
-    sweep(fv.config, spec_argv, " ".join(spec_argv[1:]), fv.workdir, parallel=parallel)
+    try:
+        sweep(fv.config, spec_argv, " ".join(spec_argv[1:]), fv.workdir, parallel=parallel)
+    except Stopped as e:
+        print(f"modzoo sweep: {e}", file=sys.stderr)
+        raise SystemExit(PREEMPTED_EXIT) from None
 
 
 def _spec_argv(argv: list[str]) -> list[str]:
@@ -184,7 +194,18 @@ def _spec_argv(argv: list[str]) -> list[str]:
 DIVERGED_EXIT = 3
 """Exit status of ``modzoo train`` when the loss became non-finite."""
 PREEMPTED_EXIT = 75
-"""Exit status of ``modzoo train`` stopped by SIGTERM/SIGINT after checkpointing (EX_TEMPFAIL: run it again)."""
+"""Exit status of ``modzoo train`` or ``sweep`` stopped by SIGTERM/SIGINT after checkpointing (EX_TEMPFAIL: run it
+again)."""
+CLOSED_STDOUT_EXIT = 128 + signal.SIGPIPE
+"""Exit status when stdout's reader went away: what a shell reports for a program killed by SIGPIPE (141)."""
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null once its reader has gone (a closed pipe), so that nothing written later, nor
+    the flush at exit, fails again (the recipe of Python's ``signal`` docs, "Note on SIGPIPE")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _train(argv) -> None:
@@ -268,6 +289,11 @@ def _bench(args) -> None:
         from zoo.benchmarks import input_pipeline
 
         input_pipeline.run(repeats=args.repeats or 5)
+    elif args.what == "compile":
+        from zoo.benchmarks import compile_time
+
+        compile_time.run(depths=(1, 2) if args.quick else (2, 4, 8, 16, 32),
+                         repeats=1 if args.quick else args.repeats or 5)
     elif args.what == "parallel":
         from zoo.benchmarks import sweep_parallel
 
@@ -322,6 +348,10 @@ def main(argv: list[str] | None = None) -> None:
     prefix = f"modzoo {argv[0]}" if argv and not argv[0].startswith("-") else "modzoo"
     try:
         _dispatch(argv)
+        sys.stdout.flush()  # output still buffered meets a closed pipe here, not at exit
+    except BrokenPipeError:
+        silence_stdout()
+        raise SystemExit(CLOSED_STDOUT_EXIT) from None
     except UsageError as e:
         print(f"{prefix}: {e}", file=sys.stderr)
         raise
@@ -362,9 +392,9 @@ def _dispatch(argv: list[str]) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_sample)
 
-    p = sub.add_parser("bench", help="benchmarks: optim, data, train, loop, parallel or sample (medians, ratios "
-                                      "against baselines)")
-    p.add_argument("what", choices=["optim", "data", "train", "loop", "parallel", "sample"])
+    p = sub.add_parser("bench", help="benchmarks: optim, data, train, loop, parallel, sample or compile "
+                                      "(medians, ratios against baselines)")
+    p.add_argument("what", choices=["optim", "data", "train", "loop", "parallel", "sample", "compile"])
     p.add_argument("--preset", default=None, help="GPT preset for bench optim (default gpt-small)")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed repeats (default 15 interleaved rounds for bench train, 5 otherwise)")

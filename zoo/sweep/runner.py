@@ -10,33 +10,45 @@ seeds puts the optimum on an edge, rates beyond it with every seed.
 Every point writes ``points/<id>/result.json`` atomically when it ends, so a
 sweep started again skips finished points; an interrupted point resumes from
 its checkpoint (``train.checkpoint_every``) in ``points/<id>/run``. Checkpoints
-of finished points are deleted (their metrics stay).
+of finished points are deleted (their metrics stay). SIGTERM or SIGINT stops
+the sweep as it stops a run: every running point finishes its step and saves
+its checkpoint, no new point starts, and :class:`Stopped` names what was
+saved; a closed stdout (``| head``) stops it the same way, as SIGPIPE. A
+second signal aborts at once (with workers: a second SIGINT kills them; after
+a second SIGTERM, which ends this process, they still finish their step).
 
 ``parallel=1`` runs the units one after another in this process with every
-core; ``parallel=N>1`` runs N worker processes, each pinned to one core (which
-makes XLA:CPU single-threaded and leaves every result bit-identical). On the project's 2-core machine two single-threaded processes
+core; ``parallel=N>1`` runs N worker processes (:mod:`zoo.sweep.workers`), each
+pinned to one core (which makes XLA:CPU single-threaded and leaves every result
+bit-identical). On the project's 2-core machine two single-threaded processes
 trained GPTs of width 32 to 256 at 1.66x, 1.72x, 1.38x and 1.18x the throughput
 of one two-threaded process (``modzoo bench parallel``), hence the default 2.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import math
-import os
 import pathlib
 import shutil
-import subprocess
-import sys
+import signal
 import threading
 import time
 
 from data.atomic import write_bytes
-from zoo.sweep import grid
+from zoo.sweep import grid, workers
 from zoo.sweep.grid import Point
 
-EVENT = "@@sweep "
+
+class Stopped(RuntimeError):
+    """A signal (or a closed stdout) stopped the sweep after the running points saved their checkpoints; the
+    same command resumes it."""
+
+    def __init__(self, signum: int, points: dict[str, int]):
+        self.signum, self.points = signum, dict(points)
+        saved = ("after saving the checkpoints of " + ", ".join(f"{k} at step {v}" for k, v in points.items())
+                 if points else "between points")
+        super().__init__(f"stopped by {signal.Signals(signum).name} {saved}; run the same command again to resume")
 
 
 def _write_json(path: pathlib.Path, value) -> None:
@@ -121,15 +133,27 @@ def _overhead(out: dict) -> float:
     return out["seconds_setup"] + max(out["seconds_first_step"] - typical, 0.0)
 
 
-def run_unit(config, spec: str, optimizer: str, value: int, sweep_dir: pathlib.Path, emit) -> list[dict]:
-    """All points of one optimizer at one size (module docstring)."""
+def run_unit(config, spec: str, optimizer: str, value: int, sweep_dir: pathlib.Path, emit, requests) -> list[dict]:
+    """All points of one optimizer at one size (module docstring); on a stop request (``requests``, the
+    process's :func:`~zoo.train.preemption.preemption_requests`, which the runs share) it emits a ``stopped``
+    event and raises :class:`~zoo.train.Preempted` (a point stopped after a step) or :class:`Stopped`."""
+    from zoo.train import Preempted
+
     s = config.sweep
     lo, hi = s.rates[optimizer]
     seeds = [int(x) for x in s.seeds]
     rows, losses = [], {}
 
     def run(exponent, seed):
-        row = run_point(config, spec, Point(optimizer, int(value), int(exponent), seed), sweep_dir, emit)
+        point = Point(optimizer, int(value), int(exponent), seed)
+        if requests.signum is not None:
+            emit({"event": "stopped", "signum": requests.signum})
+            raise Stopped(requests.signum, {})
+        try:
+            row = run_point(config, spec, point, sweep_dir, emit)
+        except Preempted as e:
+            emit({"event": "stopped", "signum": requests.signum, "id": point.id(s.axis), "step": e.step})
+            raise
         rows.append(row)
         loss = math.inf if row["diverged"] or row["val_loss"] is None else row["val_loss"]
         losses.setdefault(exponent, []).append(loss)
@@ -164,14 +188,17 @@ def units(config) -> list[tuple[str, int]]:
 
 
 class Progress:
-    """Prints one line per finished point (and per quarter of a point), with the time left."""
+    """Prints one line per finished point (and per quarter of a point), with the time left; records the points
+    that stopped on request (``stopped``: id -> the step whose checkpoint was saved). A worker's stop (a signal
+    to it alone) stops the whole sweep, and so does a closed stdout (as SIGPIPE), through ``requests``."""
 
-    def __init__(self, config, parallel: int):
+    def __init__(self, config, parallel: int, requests):
         s = config.sweep
         per_unit = {o: (hi - lo + 1) + 3 * (len(s.seeds) - 1) for o, (lo, hi) in s.rates.items()}
         self.expected = {(o, int(v)): per_unit[o] for o in s.rates for v in s.sizes}
         self.done: dict[tuple[str, int], list[float]] = {}
-        self.parallel, self.lock, self.t0 = parallel, threading.Lock(), time.perf_counter()
+        self.stopped: dict[str, int] = {}
+        self.parallel, self.lock, self.t0, self.requests = parallel, threading.Lock(), time.perf_counter(), requests
 
     def time_left(self) -> float:
         by_size: dict[int, list[float]] = {}
@@ -186,41 +213,52 @@ class Progress:
             left += remaining * (sum(known) / len(known) if known else fallback)
         return left / self.parallel
 
+    def say(self, line: str) -> None:
+        """Print ``line``; if stdout's reader has gone, print nothing more and stop the sweep."""
+        from zoo.cli import silence_stdout
+
+        try:
+            print(line, flush=True)
+        except BrokenPipeError:
+            silence_stdout()
+            self.requests.request(signal.SIGPIPE)
+
     def __call__(self, event: dict) -> None:
         with self.lock:
             if event["event"] == "log":
-                print(f"  {event['id']}: step {event['step']}/{event['steps']} loss {event['loss']:.3f}", flush=True)
+                self.say(f"  {event['id']}: step {event['step']}/{event['steps']} loss {event['loss']:.3f}")
+            elif event["event"] == "stopped":
+                self.requests.request(event["signum"])
+                if "id" in event:
+                    self.stopped[event["id"]] = event["step"]
+                    self.say(f"  {event['id']}: stopped after step {event['step']}, its checkpoint saved")
             elif event["event"] == "done":
                 self.done.setdefault((event["optimizer"], int(event["value"])), []).append(event["seconds"])
                 n = sum(len(v) for v in self.done.values())
                 val = "diverged" if event["diverged"] else f"val {event['val_loss']:.4f}"
                 train_loss = event["final_train_loss"]
                 train_text = f"train {train_loss:.4f}" if train_loss is not None else "train -"
-                print(f"[{n:>3}] {event['id']}: {val}, {train_text}, {event['seconds']:.0f} s; "
-                      f"elapsed {(time.perf_counter() - self.t0) / 60:.1f} min, "
-                      f"about {self.time_left() / 60:.0f} min left", flush=True)
+                self.say(f"[{n:>3}] {event['id']}: {val}, {train_text}, {event['seconds']:.0f} s; "
+                         f"elapsed {(time.perf_counter() - self.t0) / 60:.1f} min, "
+                         f"about {self.time_left() / 60:.0f} min left")
 
 
-def _worker_command(spec_argv: list[str], optimizer: str, value: int, sweep_dir: pathlib.Path) -> list[str]:
-    return [sys.executable, "-m", "zoo.sweep.worker", optimizer, str(value), str(sweep_dir), "--", *spec_argv]
+def check_points(config) -> None:
+    """Refuse, in one line, a sweep whose points cannot run, before anything is written: the ``train``
+    settings, the model at every size, every optimizer with its settings, and the mesh and batch sizes
+    (what :func:`zoo.train.train` refuses before its first step)."""
+    from zoo.train.loop import check_train_settings, model_config, optimizer_settings
+    from zoo.train.mesh import check_batch, make_mesh
 
-
-def _run_worker(argv: list[str], core: int, emit) -> None:
-    # Pinning to one core makes XLA:CPU single-threaded without changing a bit of its results (an XLA flag
-    # such as --xla_cpu_multi_thread_eigen=false would change them, and then the rows' commands would not
-    # reproduce them).
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    pin = (lambda: os.sched_setaffinity(0, {core})) if hasattr(os, "sched_setaffinity") else None
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            preexec_fn=pin)
-    tail = []
-    for line in proc.stdout:
-        if line.startswith(EVENT):
-            emit(json.loads(line[len(EVENT):]))
-        else:
-            tail = (tail + [line.rstrip()])[-20:]
-    if proc.wait() != 0:
-        raise RuntimeError(f"sweep worker {' '.join(argv[3:5])} failed (exit {proc.returncode}):\n" + "\n".join(tail))
+    s = config.sweep
+    for optimizer, value in units(config):
+        point = grid.point_config(config, Point(optimizer, value, int(s.rates[optimizer][0]), int(s.seeds[0])))
+        check_train_settings(point)
+        model_config(point)
+        optimizer_settings(point)
+    mesh = make_mesh(config.mesh.to_dict())
+    for field in ("batch_size", "eval_batch_size"):
+        check_batch(mesh, config.train[field], f"train.{field}")
 
 
 def sweep(config, spec_argv: list[str], spec: str, sweep_dir: str | pathlib.Path, *, parallel: int = 2) -> dict:
@@ -228,53 +266,58 @@ def sweep(config, spec_argv: list[str], spec: str, sweep_dir: str | pathlib.Path
 
     ``spec_argv`` (``["--config", FILE[:ARG], "--config.a=b", ...]``) rebuilds the
     config in worker processes; ``spec`` is the same as one string for the
-    reproducing commands.
+    reproducing commands. A config that cannot run is refused before
+    ``sweep_dir`` is created; a stop request raises :class:`Stopped` (or,
+    for a closed stdout, BrokenPipeError) once the running points have saved
+    their checkpoints.
     """
     from zoo.sweep import report
-    from zoo.train.loop import datasets, model_config
+    from zoo.train import Preempted
+    from zoo.train.loop import check_workdir, datasets, model_config
+    from zoo.train.preemption import preemption_requests
 
     grid.check(config)
     sweep_dir = pathlib.Path(sweep_dir)
-    (sweep_dir / "points").mkdir(parents=True, exist_ok=True)
+    check_workdir(sweep_dir)
+    check_points(config)
     work = units(config)
     first = grid.point_config(config, Point(work[0][0], work[0][1], 0, 0))
     datasets(first, model_config(first))  # prepare the data once, before workers race to do it
-    progress = Progress(config, max(parallel, 1))
-    t0 = time.perf_counter()
-    print(f"sweep {spec}: {len(work)} units ({', '.join(config.sweep.rates)} x {config.sweep.axis} "
-          f"{list(config.sweep.sizes)}), parallel {parallel}, into {sweep_dir}", flush=True)
+    (sweep_dir / "points").mkdir(parents=True, exist_ok=True)
+    with preemption_requests() as requests:  # shared by the runs of this process (zoo.train.preemption)
+        progress = Progress(config, max(parallel, 1), requests)
+        t0 = time.perf_counter()
+        progress.say(f"sweep {spec}: {len(work)} units ({', '.join(config.sweep.rates)} x {config.sweep.axis} "
+                     f"{list(config.sweep.sizes)}), parallel {parallel}, into {sweep_dir}")
 
-    def finished_unit():
-        with progress.lock:
-            report.write_all(config, sweep_dir)
+        def finished_unit():
+            with progress.lock:
+                report.write_all(config, sweep_dir)
 
-    if parallel <= 1:
-        for optimizer, value in work:
-            run_unit(config, spec, optimizer, value, sweep_dir, progress)
-            finished_unit()
-    else:
-        slots = list(range(parallel))
-        slot_lock = threading.Lock()
-
-        def job(unit):
-            with slot_lock:
-                core = slots.pop(0)
-            try:
-                _run_worker(_worker_command(spec_argv, unit[0], unit[1], sweep_dir), core % (os.cpu_count() or 1),
-                            progress)
+        if parallel <= 1:
+            for optimizer, value in work:
+                try:
+                    run_unit(config, spec, optimizer, value, sweep_dir, progress, requests)
+                except (Preempted, Stopped):
+                    break
                 finished_unit()
-            finally:
-                with slot_lock:
-                    slots.append(core)
+        else:
+            def job(live, unit, core):
+                argv = workers.command(spec_argv, unit[0], unit[1], sweep_dir, core)
+                if workers.run_worker(live, argv, progress):
+                    finished_unit()
 
-        with concurrent.futures.ThreadPoolExecutor(parallel) as pool:
-            for f in [pool.submit(job, u) for u in work]:
-                f.result()
-    wall = time.perf_counter() - t0
-    ran = sum(x for xs in progress.done.values() for x in xs)
-    with open(sweep_dir / "sittings.jsonl", "a") as f:  # a sweep may take several sittings: the report sums them
-        f.write(json.dumps({"wall_seconds": round(wall, 2), "ran_seconds": round(ran, 2), "parallel": parallel}) + "\n")
+            workers.run_all(work, parallel, job, requests)
+        wall = time.perf_counter() - t0
+        ran = sum(x for xs in progress.done.values() for x in xs)
+        with open(sweep_dir / "sittings.jsonl", "a") as f:  # a sweep may take several sittings: the report sums them
+            f.write(json.dumps({"wall_seconds": round(wall, 2), "ran_seconds": round(ran, 2),
+                                "parallel": parallel}) + "\n")
+        if requests.signum == signal.SIGPIPE:
+            raise BrokenPipeError("stdout was closed")
+        if requests.signum is not None:
+            raise Stopped(requests.signum, progress.stopped)
     figures = report.write_all(config, sweep_dir)
-    print(report.overhead_line(figures), flush=True)
-    print(f"wrote {sweep_dir / 'results.csv'}, sweep.png, size.png and summary.md", flush=True)
+    progress.say(report.overhead_line(figures))
+    progress.say(f"wrote {sweep_dir / 'results.csv'}, sweep.png, size.png and summary.md")
     return figures

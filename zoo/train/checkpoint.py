@@ -70,6 +70,15 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text[:200]}"
 
 
+class _Manager(ocp.CheckpointManager):
+    """Orbax's manager without its own calls to JAX's preemption sync point: only the run loop may make them (one
+    per step, :mod:`zoo.train.preemption`). Orbax's, with older steps from its finalize thread, would move back the
+    count the processes agree on and could leave them stopping at different steps."""
+
+    def reached_preemption(self, step: int) -> bool:
+        return False
+
+
 class Checkpointer:
     """An Orbax ``CheckpointManager`` in ``<workdir>/checkpoints`` with manifests and a keep policy.
 
@@ -82,8 +91,7 @@ class Checkpointer:
             raise ValueError(f"max_to_keep must be at least 1 (train.keep), got {max_to_keep}")
         self.directory = pathlib.Path(workdir).absolute() / "checkpoints"
         self.keep, self.read_only = max_to_keep, read_only
-        self.manager = ocp.CheckpointManager(self.directory,
-                                             options=ocp.CheckpointManagerOptions(create=not read_only))
+        self.manager = _Manager(self.directory, options=ocp.CheckpointManagerOptions(create=not read_only))
         self._pending: int | None = None
         self._syncs = 0
 

@@ -25,7 +25,6 @@ import time
 import jax
 import jax.numpy as jnp
 import ml_collections
-import optax
 from flax import nnx
 
 import data
@@ -39,9 +38,9 @@ from zoo.summary import summary
 from zoo.train.checkpoint import Checkpointer, abstract_like
 from zoo.train.metrics import MetricWriter, progress
 from zoo.train.mesh import batch_axes, check_batch, make_mesh, maybe_initialize_distributed, param_shardings
-from zoo.train.preemption import Preempted, preemption_requests
+from zoo.train.preemption import preemption_requests
 from zoo.train.step import make_eval_step, make_train_step
-from zoo.train.workdir_lock import LOCK_NAME, workdir_lock
+from zoo.train.workdir_lock import workdir_lock
 
 
 class Diverged(RuntimeError):
@@ -284,34 +283,32 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
 
     Safety: a config that cannot run (bad ``train`` fields, model sizes, mesh,
     optimizer, data or ``init_from``) and a ``workdir`` that cannot hold it
-    raise a one-line error before ``workdir`` is created or touched; a run
-    holds ``workdir``'s lock (process 0) and a second one raises
-    :class:`WorkdirLocked`; SIGTERM or SIGINT (single-process runs)
-    finish the current step, commit its checkpoint and raise
-    :class:`Preempted`; a step whose loss, gradients or new state are not
-    finite (each step's flag is read while the next one runs) raises
-    :class:`Diverged` before anything after it is saved, or with
-    ``train.skip_nonfinite=N`` is not applied, up to N times.
+    raise a one-line error and leave ``workdir`` as it was (a new one is
+    not left behind); a run holds ``workdir``'s lock (process 0) from its
+    start and a second one raises :class:`WorkdirLocked` at once; SIGTERM
+    or SIGINT finish the current step (in a multi-process run: a step all
+    processes agree on), commit its checkpoint and raise :class:`Preempted`;
+    a step whose loss, gradients or new state are not finite (each step's
+    flag is read while the next one runs) raises :class:`Diverged` before
+    anything after it is saved, or with ``train.skip_nonfinite=N`` is not
+    applied, up to N times.
     """
     t_start = time.perf_counter()
     check_train_settings(config)
     maybe_initialize_distributed()
     workdir = pathlib.Path(workdir)
     check_workdir(workdir)
-    # A workdir that held a run is locked first, so a second run on it is refused at once; a new one only
-    # after the checks below, which must not create it.
-    locks_first = jax.process_index() == 0 and (workdir / LOCK_NAME).exists()
-    with (workdir_lock(workdir) if locks_first else contextlib.nullcontext()), \
-            preemption_requests(enabled=jax.process_count() == 1) as requests:
-        run = Run(config)  # what can refuse the config runs before the workdir is created or locked
+    # The lock comes first, so a second run is refused at once; a workdir it creates for a config refused below
+    # is removed again (zoo.train.workdir_lock).
+    with (workdir_lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()), \
+            preemption_requests() as requests:
+        run = Run(config)  # what can refuse the config runs while the workdir holds nothing but the lock
         train_ds, eval_ds = datasets(config, run.model_cfg)
         initialized = bool(config.get("init_from")) and not (workdir / "checkpoints").is_dir()
         if initialized:  # a new run (one with checkpoints resumes instead): its source is checked here too
             _init_params(run, config.init_from)
-        workdir.mkdir(parents=True, exist_ok=True)
-        locks_now = jax.process_index() == 0 and not locks_first
-        lock = workdir_lock(workdir) if locks_now else contextlib.nullcontext()
-        with lock, contextlib.ExitStack() as closing:
+        workdir.mkdir(parents=True, exist_ok=True)  # processes other than 0 (which holds the lock)
+        with contextlib.ExitStack() as closing:
             return _run(config, workdir, run, train_ds, eval_ds, initialized, stop_at, quiet, on_log, t_start,
                         requests, closing)
 
@@ -401,8 +398,8 @@ def _run(config, workdir, run, train_ds, eval_ds, initialized, stop_at, quiet, o
                   meta={**meta, "step": step, "skipped": skipped})
 
     def leave_if_preempted(step):
-        if requests.signum is not None:
-            raise Preempted(step, requests.signum)
+        if requests.stop_now():
+            raise requests.preempted(step)
 
     text = modality_of(run.model_cfg) == "text"
     unit = "tokens" if text else "images"
@@ -462,9 +459,9 @@ def _run(config, workdir, run, train_ds, eval_ds, initialized, stop_at, quiet, o
             writer.write(step, "eval", result["eval"])
         if config.train.checkpoint_every and step % config.train.checkpoint_every == 0:
             save(step)
-        if requests.signum is not None:
+        if requests.stop_after(step - start):  # every step, on every process: they agree on the step
             save(step)
-            leave_if_preempted(step)
+            raise requests.preempted(step)
     bar.close()
     if end > start and (end == steps or stop_at is not None):
         save(end)

@@ -90,6 +90,10 @@ def make_mesh(shape: Mapping[str, int], devices=None) -> Mesh:
 
     One size may be -1 (the rest of the devices); with no -1, a mesh smaller
     than the device count uses the first devices (e.g. all sizes 1: one device).
+    When the devices belong to several processes it must use them all: the
+    first ones would be process 0's alone, leaving the others nowhere to place
+    their share of each batch (an equal part of every process's devices would
+    work, but leaves accelerators idle; the message asks for -1 instead).
     """
     devices = list(jax.devices() if devices is None else devices)
     unknown = set(shape) - set(MESH_AXES)
@@ -113,6 +117,12 @@ def make_mesh(shape: Mapping[str, int], devices=None) -> Mesh:
                              f"the {len(devices)} devices; e.g. {', '.join(f'mesh.{a}={s}' for a, s in fits.items())}")
         sizes[sizes.index(-1)] = len(devices) // known
     elif math.prod(sizes) < len(devices):
+        processes = len({d.process_index for d in devices})
+        if processes > 1:  # the example: the first axis that, as -1, takes all the devices
+            rest = next((a for a, n in zip(MESH_AXES, sizes) if len(devices) % (math.prod(sizes) // n) == 0), "data")
+            raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} uses {math.prod(sizes)} of the {len(devices)} "
+                             f"devices of {processes} processes; a multi-process mesh takes every device: set one "
+                             f"axis to -1, e.g. mesh.{rest}=-1")
         devices = devices[: math.prod(sizes)]
     if math.prod(sizes) != len(devices):
         raise ValueError(f"mesh {dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} devices, "
