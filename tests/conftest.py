@@ -1,12 +1,24 @@
-"""Test setup: 8 simulated CPU devices (set before jax is imported) and the shared data dir."""
+"""Test setup: 8 simulated CPU devices (set before jax is imported), the shared data dir and one persistent
+XLA compilation cache for the session."""
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 _shared = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"
 if _shared.is_dir():
     os.environ.setdefault("MODZOO_DATA_DIR", str(_shared))
+# The tests build the same small train steps many times from new function objects (every run, every CLI call,
+# every subprocess run): JAX's persistent cache, keyed on the compiled program, compiles each once per session.
+# A fresh folder each session (removed at exit), inherited by the runs the tests start as subprocesses.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="modzoo-tests-xla-cache-")
+    atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
 import jax  # noqa: E402
 
