@@ -13,9 +13,12 @@ if _shared.is_dir():
     os.environ.setdefault("MODZOO_DATA_DIR", str(_shared))
 # The tests build the same small train steps many times from new function objects (every run, every CLI call,
 # every subprocess run): JAX's persistent cache, keyed on the compiled program, compiles each once per session.
-# A fresh folder each session (removed at exit), inherited by the runs the tests start as subprocesses.
-if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
-    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="modzoo-tests-xla-cache-")
+# A fresh folder per pytest process (so parallel workers never read each other's half-written entries), removed
+# at exit and inherited by the runs its tests start as subprocesses; a cache folder the user set is kept.
+_OWN_CACHE = "MODZOO_TESTS_OWN_XLA_CACHE"
+if os.environ.get("JAX_COMPILATION_CACHE_DIR") in (None, os.environ.get(_OWN_CACHE)):
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = os.environ[_OWN_CACHE] = tempfile.mkdtemp(
+        prefix="modzoo-tests-xla-cache-")
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
