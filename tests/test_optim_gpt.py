@@ -223,12 +223,13 @@ COORD_WIDTHS = [64, 256, 1024] if FULL_COORD else [64, 512]
 
 def test_coord_check_after_10_steps(tmp_path):
     """Scion and normalized Adam keep every block's output RMS and its change since
-    initialization within a factor of 2 across width after 10 steps; AdamW drawn beside them.
+    initialization within a factor of 2 across width after 10 steps.
 
     Widths 64 and 512 by default (about a CPU-minute); 64, 256, 1024 with
-    MODZOO_FULL_COORD_CHECK=1 (about 5 CPU-minutes: Newton–Schulz on 1024x4096)."""
+    MODZOO_FULL_COORD_CHECK=1 (about 5 CPU-minutes: Newton–Schulz on 1024x4096), which also draws AdamW at one
+    rate beside them (the README's figure; nothing is asserted of it)."""
     panels = {}
-    for name in ("scion", "normalized_adam", "adamw"):
+    for name in ("scion", "normalized_adam") + (("adamw",) if FULL_COORD else ()):
         panels[name] = coord_check(
             "gpt-tiny", COORD_WIDTHS, steps=10, depth=2, context=32, batch_size=4,
             make_optimizer=lambda g, name=name: optim.build(name, LR[name], g),
