@@ -33,11 +33,23 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def cifar_cache(tmp_path_factory):
-    """CIFAR-10 prepared once per test session from the shared JPEG tarball into a temporary cache."""
+    """CIFAR-10 prepared once per test session from the shared JPEG tarball into a temporary cache.
+
+    Under pytest-xdist the workers share one: it lies in the run's base temporary folder (the parent of each
+    worker's own), and the first worker to need it prepares it while holding a lock the others wait on."""
+    import fcntl
+
     import data
 
     if not (_shared / "cifar10-jpg.tar.gz").is_file():
         pytest.skip("shared data not present")
-    cache = tmp_path_factory.mktemp("cache")
-    data.image_dataset("cifar10", "train", cache_dir=cache)
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        cache = tmp_path_factory.mktemp("cache")
+        data.image_dataset("cifar10", "train", cache_dir=cache)
+        return cache
+    cache = tmp_path_factory.getbasetemp().parent / "cifar-cache"
+    with open(tmp_path_factory.getbasetemp().parent / "cifar-cache.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        cache.mkdir(exist_ok=True)
+        data.image_dataset("cifar10", "train", cache_dir=cache)  # prepared by the first, found by the rest
     return cache

@@ -35,6 +35,7 @@ def test_run_config_test_variant_trains(name, tmp_path, cifar_cache, monkeypatch
     monkeypatch.setenv("MODZOO_CACHE_DIR", str(cifar_cache))
     config = _module(name).get_config("test")
     config.train.sample_tokens = 0
+    config.mesh.data = 1  # one device compiles quicker; meshes are test_train.py's
     out = train(config, tmp_path, quiet=True)
     assert out["step"] == config.train.steps and math.isfinite(out["eval"]["loss"])
 
@@ -48,7 +49,9 @@ def test_sweep_config_test_variant_trains_a_point_per_size(name, tmp_path, cifar
     optimizer, (lo, _) = min(config.sweep.rates.items())  # its lowest rate: no test variant diverges there
     for size in config.sweep.sizes:
         point = Point(optimizer, int(size), int(lo), 0)
-        out = train(grid.point_config(config, point), tmp_path / point.id(config.sweep.axis), quiet=True)
+        point_config = grid.point_config(config, point)
+        point_config.mesh.data = 1  # as above
+        out = train(point_config, tmp_path / point.id(config.sweep.axis), quiet=True)
         assert out["step"] == config.train.steps and math.isfinite(out["eval"]["loss"])
     for variant in (None, "gpu"):  # the full-scale variants build valid grids
         full = module.get_config(variant)

@@ -65,21 +65,19 @@ def test_miniature_sweep_end_to_end(tmp_path, monkeypatch):
     summary = (sweep_dir / "summary.md").read_text()
     assert "normalized_adam" in summary and "drift" in summary
 
-    # The interrupted point resumed from step 4 and ended where an uninterrupted run of it ends.
+    # A row's command reproduces its validation loss on its own: the command of the interrupted point, run anew
+    # and uninterrupted, so the point also resumed from step 4 to where an uninterrupted run of it ends.
     resumed = next(r for r in rows if r["optimizer"] == "normalized_adam" and r["width"] == "32"
                    and r["lr_exponent"] == "-2")
-    fresh = train(grid.point_config(config, interrupted), tmp_path / "fresh", quiet=True)
-    assert float(resumed["val_loss"]) == fresh["eval"]["loss"]
-    logged = [json.loads(x) for x in (point_dir / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert any(x.get("split") == "train" and x.get("step") == 2 for x in logged)  # written before the interruption
-
-    # A row's command reproduces its validation loss on its own.
     argv = shlex.split(resumed["command"])
     workdir = argv.index("--workdir")
     argv[workdir + 1] = str(tmp_path / "reproduce")
     main(argv[1:])
     reproduced = [json.loads(x) for x in (tmp_path / "reproduce" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in reproduced if x["split"] == "train"] == [1, 2, 4, 6, 8]  # one sitting, every row
     assert next(x["loss"] for x in reproduced if x.get("split") == "eval") == float(resumed["val_loss"])
+    logged = [json.loads(x) for x in (point_dir / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any(x.get("split") == "train" and x.get("step") == 2 for x in logged)  # written before the interruption
 
     # A second invocation trains nothing and rewrites the same report.
     def no_training(*args, **kwargs):

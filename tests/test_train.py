@@ -1,6 +1,7 @@
 """The train run end to end: meshes, resume, checkpoints across device counts, CLI overrides, errors."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,8 +12,10 @@ from zoo.train import train
 
 
 def _gpt(steps=6, mesh=None, **train_overrides):
+    """The test config (no sample: none is checked here, test_kill_loop.py and test_sample.py check them)."""
     c = gpt_shakespeare.get_config("test")
     c.train.steps = steps
+    c.train.sample_tokens = 0
     c.train.update(train_overrides)
     if mesh:
         c.mesh.update(mesh)
@@ -23,8 +26,17 @@ ONE = {"data": 1, "fsdp": 1, "tensor": 1}
 EIGHT = {"data": 4, "fsdp": 1, "tensor": 2}
 
 
-def test_one_device_and_eight_devices_agree(tmp_path):
-    a = train(_gpt(mesh=ONE), tmp_path / "one", quiet=True)
+@pytest.fixture(scope="module")
+def full(tmp_path_factory):
+    """The 6-step run on one device, uninterrupted, trained once: the reference the device, resume and mesh tests
+    compare against and the finished run the init_from and mismatch tests start from (none of them writes to it).
+    Returns (its workdir, its metrics)."""
+    workdir = tmp_path_factory.mktemp("full") / "run"
+    return workdir, train(_gpt(mesh=ONE), workdir, quiet=True)
+
+
+def test_one_device_and_eight_devices_agree(tmp_path, full):
+    a = full[1]
     b = train(_gpt(mesh=EIGHT), tmp_path / "eight", quiet=True)
     assert len(a["train_losses"]) == 6
     np.testing.assert_allclose(a["train_losses"], b["train_losses"], rtol=1e-4)
@@ -32,8 +44,8 @@ def test_one_device_and_eight_devices_agree(tmp_path):
     assert a["train_losses"][-1] < a["train_losses"][0] - 0.2  # it trains
 
 
-def test_resume_is_bit_identical(tmp_path):
-    full = train(_gpt(mesh=ONE), tmp_path / "full", quiet=True)
+def test_resume_is_bit_identical(tmp_path, full):
+    full = full[1]
     first = train(_gpt(mesh=ONE), tmp_path / "cut", stop_at=4, quiet=True)
     assert first["step"] == 4 and first["eval"] == {}
     rest = train(_gpt(mesh=ONE), tmp_path / "cut", quiet=True)
@@ -45,35 +57,34 @@ def test_resume_is_bit_identical(tmp_path):
 
 
 @pytest.mark.parametrize("save_mesh,load_mesh", [(EIGHT, ONE), (ONE, EIGHT)])
-def test_checkpoint_restores_on_another_mesh(tmp_path, save_mesh, load_mesh):
-    full = train(_gpt(mesh=ONE), tmp_path / "full", quiet=True)
+def test_checkpoint_restores_on_another_mesh(tmp_path, full, save_mesh, load_mesh):
+    full = full[1]
     train(_gpt(mesh=save_mesh), tmp_path / "cut", stop_at=3, quiet=True)
     rest = train(_gpt(mesh=load_mesh), tmp_path / "cut", quiet=True)
     np.testing.assert_allclose(rest["train_losses"], full["train_losses"][3:], rtol=1e-4)
 
 
-def test_resume_with_another_model_is_an_error(tmp_path):
-    train(_gpt(steps=2, mesh=ONE), tmp_path / "w", quiet=True)
-    c = _gpt(steps=4, mesh=ONE)
+def test_resume_with_another_model_is_an_error(tmp_path, full):
+    shutil.copytree(full[0], tmp_path / "w")  # a copy: the attempt may leave traces in the workdir it resumes
+    c = _gpt(mesh=ONE)
     c.model.width = 64
     with pytest.raises(ValueError, match="holds a run of model"):
         train(c, tmp_path / "w", quiet=True)
 
 
-def test_init_from_mismatched_architecture_is_an_error(tmp_path):
-    train(_gpt(steps=2, mesh=ONE), tmp_path / "src", quiet=True)
-    c = _gpt(steps=2, mesh=ONE)
+def test_init_from_mismatched_architecture_is_an_error(tmp_path, full):
+    c = _gpt(mesh=ONE)  # the same config as the test above: built once
     c.model.width = 64
-    c.init_from = str(tmp_path / "src")
+    c.init_from = str(full[0])
     with pytest.raises(ValueError, match="does not match this model's architecture"):
         train(c, tmp_path / "dst", quiet=True)
 
 
-def test_init_from_a_run_starts_from_its_weights(tmp_path):
-    src = train(_gpt(steps=6, mesh=ONE), tmp_path / "src", quiet=True)
-    c = _gpt(steps=1, mesh=ONE)
-    c.init_from = str(tmp_path / "src")
-    c.optim.learning_rate = 1e-9  # a no-op step: the first loss is the source's trained loss
+def test_init_from_a_run_starts_from_its_weights(tmp_path, full):
+    workdir, src = full
+    c = _gpt(mesh=ONE)  # the source's config: its compiled step is reused
+    c.init_from = str(workdir)
+    c.optim.learning_rate = 1e-9  # no-op steps: the loss stays the source's trained loss
     out = train(c, tmp_path / "dst", quiet=True)
     assert out["eval"]["loss"] == pytest.approx(src["eval"]["loss"], rel=1e-3)
 
@@ -88,7 +99,10 @@ def test_image_run_trains_and_evaluates(tmp_path, cifar_cache, monkeypatch):
 
 @pytest.mark.parametrize("optim_name", ["scion", "normalized_adam", "muon", "adamw"])
 def test_every_optimizer_is_selectable_by_one_field(tmp_path, optim_name):
-    out = train(gpt_shakespeare.get_config(f"test,optim={optim_name}"), tmp_path / optim_name, quiet=True)
+    config = gpt_shakespeare.get_config(f"test,optim={optim_name}")
+    config.mesh.data = 1  # one device compiles quicker; each optimizer's sharded update is test_optim_gpt.py's
+    config.train.sample_tokens = 0
+    out = train(config, tmp_path / optim_name, quiet=True)
     assert out["train_losses"][-1] < out["train_losses"][0]
 
 
@@ -110,7 +124,8 @@ def test_cli_rejects_unknown_config_field(tmp_path):
 
 def test_cli_overrides_any_model_field(tmp_path, capsys):
     main(["train", "--config", "configs/gpt_shakespeare.py:test", "--workdir", str(tmp_path / "wide"),
-          "--config.model.width=48", "--config.model.depth=1", "--config.model.heads=3", "--config.train.steps=1"])
+          "--config.model.width=48", "--config.model.depth=1", "--config.model.heads=3", "--config.train.steps=1",
+          "--config.mesh.data=1", "--config.train.sample_tokens=0"])  # a new model: compiled on one device, quicker
     out = capsys.readouterr().out
     assert "blocks.layers.attn.out.kernel           1x48x48" in out and "embed.lookup.token.table" in out
     with pytest.raises(SystemExit, match=r"unknown field 'model.widht'.* has: .*depth.*heads.*width"):
@@ -132,7 +147,8 @@ def _strict_json(line):
 def test_divergence_stops_the_run_and_saves_nothing_non_finite(tmp_path, capsys, lr, every, message, kept):
     argv = ["train", "--config", "configs/gpt_shakespeare.py:test,optim=adamw", "--workdir", str(tmp_path),
             f"--config.optim.learning_rate={lr}", "--config.train.steps=6", "--config.train.log_every=1",
-            f"--config.train.checkpoint_every={every}", "--config.train.eval_every=0"]
+            f"--config.train.checkpoint_every={every}", "--config.train.eval_every=0",
+            "--config.mesh.data=1"]  # the AdamW run the optimizer test above compiled
     with pytest.raises(SystemExit) as e:
         main(argv)
     assert e.value.code == 3
@@ -149,8 +165,7 @@ def test_runs_that_differ_in_learning_rate_share_one_compilation(tmp_path):
     from zoo.train import loop
 
     def config(lr):
-        c = gpt_shakespeare.get_config("test")
-        c.train.update(steps=4, log_every=1)
+        c = _gpt(mesh=ONE)  # the module's run: XLA's compilation cache has its programs
         c.optim.learning_rate = lr
         return c
 
