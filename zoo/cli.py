@@ -245,7 +245,7 @@ def _export(argv) -> None:
         raise UsageError("--name is required, e.g. --name gpt-shakespeare")
     metrics = evaluate(fv.config, fv.workdir)
     params = pretrained.load_params(fv.workdir, param_target(fv.config))
-    fields = fv.config.model.to_dict()
+    fields = {k: v for k, v in fv.config.model.to_dict().items() if v is not None}  # unset: the preset's value
     train_args = [a for i, a in enumerate(argv)
                   if not a.startswith("--name") and not (i and argv[i - 1] == "--name")]
     config_file = next((a.split("=", 1)[1] for a in argv if a.startswith("--config=")), None) or \
