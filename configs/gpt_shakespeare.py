@@ -17,8 +17,8 @@ def get_config(arg=None):
         data={"name": "tinyshakespeare"},
         optim="normalized_adam",
         learning_rates={"scion": 0.05, "normalized_adam": 0.07, "muon": 0.02, "adamw": 3e-3},
-        steps=1500,
-        batch_size=32,
+        steps=1600,
+        batch_size=16,
         arg=arg,
     )
     c.train.log_every = 50

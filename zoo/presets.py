@@ -7,8 +7,7 @@ from zoo.registry import register
 
 # GPT on bytes (vocabulary 256). gpt-small has GPT-2 small's dimensions.
 register("gpt-tiny", GPTConfig(width=64, depth=2, heads=4, context=64))
-register("gpt-mini", GPTConfig(width=128, depth=4, heads=4, context=128))
-register("gpt-shakespeare", GPTConfig(width=128, depth=4, heads=4, context=64))
+register("gpt-shakespeare", GPTConfig(width=128, depth=4, heads=4, context=128))
 register("gpt-small", GPTConfig(width=768, depth=12, heads=12, context=1024))
 
 # ResMLP on 32x32x3 images.
