@@ -19,7 +19,8 @@ from tensorboardX.proto.event_pb2 import Event, SessionLog
 
 import zoo.train.loop as loop
 from configs import gpt_shakespeare
-from zoo.cli import PREEMPTED_EXIT, main
+from zoo.cli import main
+from zoo.exits import PREEMPTED_EXIT
 from zoo.train import ConfigError, Diverged, Preempted, WorkdirLocked, train
 from zoo.train.loop import Run, _nonfinite, datasets
 from zoo.train.preemption import preemption_requests

@@ -18,8 +18,9 @@ import argparse
 import ast
 import json
 import os
-import signal
 import sys
+
+from zoo.exits import CLOSED_STDOUT_EXIT, DIVERGED_EXIT, PREEMPTED_EXIT, silence_stdout
 
 
 class UsageError(SystemExit):
@@ -189,23 +190,6 @@ def _spec_argv(argv: list[str]) -> list[str]:
             out.append(a)
         i += 1
     return out
-
-
-DIVERGED_EXIT = 3
-"""Exit status of ``modzoo train`` when the loss became non-finite."""
-PREEMPTED_EXIT = 75
-"""Exit status of ``modzoo train`` or ``sweep`` stopped by SIGTERM/SIGINT after checkpointing (EX_TEMPFAIL: run it
-again)."""
-CLOSED_STDOUT_EXIT = 128 + signal.SIGPIPE
-"""Exit status when stdout's reader went away: what a shell reports for a program killed by SIGPIPE (141)."""
-
-
-def silence_stdout() -> None:
-    """Point stdout at /dev/null once its reader has gone (a closed pipe), so that nothing written later, nor
-    the flush at exit, fails again (the recipe of Python's ``signal`` docs, "Note on SIGPIPE")."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 def _train(argv) -> None:

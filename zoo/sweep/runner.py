@@ -36,6 +36,7 @@ import threading
 import time
 
 from data.atomic import write_bytes
+from zoo.exits import silence_stdout
 from zoo.sweep import grid, workers
 from zoo.sweep.grid import Point
 
@@ -215,8 +216,6 @@ class Progress:
 
     def say(self, line: str) -> None:
         """Print ``line``; if stdout's reader has gone, print nothing more and stop the sweep."""
-        from zoo.cli import silence_stdout
-
         try:
             print(line, flush=True)
         except BrokenPipeError:

@@ -5,7 +5,7 @@ one ``@@sweep {json}`` line on stdout for the coordinating process. It stops
 after its current step, with that step's checkpoint, on SIGTERM or SIGINT, or
 when the coordinator writes ``stop SIGNUM`` on its stdin or goes away (its
 stdin closes: stopped as by SIGHUP), and then exits with
-:data:`zoo.cli.PREEMPTED_EXIT`.
+:data:`zoo.exits.PREEMPTED_EXIT`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def main(argv: list[str]) -> None:
         # results (an XLA flag such as --xla_cpu_multi_thread_eigen=false would change them, and then the rows'
         # commands would not reproduce them).
         os.sched_setaffinity(0, {int(core)})
-    from zoo.cli import PREEMPTED_EXIT, load_config, silence_stdout
+    from zoo.cli import load_config
+    from zoo.exits import PREEMPTED_EXIT, silence_stdout
     from zoo.sweep.runner import Stopped, run_unit
     from zoo.sweep.workers import EVENT
     from zoo.train import Preempted

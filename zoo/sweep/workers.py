@@ -6,7 +6,7 @@ passes a stop on to every worker exactly once, as a line ``stop SIGNUM`` on
 the worker's stdin, never as a second signal (which would abort a run at
 once). A worker whose stdin closes (the coordinator died) stops the same way.
 A worker stops after its current step with that step's checkpoint and exits
-with :data:`zoo.cli.PREEMPTED_EXIT`.
+with :data:`zoo.exits.PREEMPTED_EXIT`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 
-from zoo.cli import PREEMPTED_EXIT
+from zoo.exits import PREEMPTED_EXIT
 
 EVENT = "@@sweep "
 """The prefix of a worker's event lines on its stdout (the rest is one JSON object)."""
@@ -75,7 +75,7 @@ class Workers:
 
 def run_worker(workers: Workers, argv: list[str], emit) -> bool:
     """Run one worker to its end, passing its events to ``emit``; return whether it finished its unit (not when
-    it stopped on request, exit :data:`~zoo.cli.PREEMPTED_EXIT`, or never started); RuntimeError (with its
+    it stopped on request, exit :data:`~zoo.exits.PREEMPTED_EXIT`, or never started); RuntimeError (with its
     output's tail) if it failed."""
     proc = workers.start(argv)
     if proc is None:
