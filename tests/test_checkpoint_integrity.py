@@ -68,6 +68,17 @@ def _garbage(path):
     return path
 
 
+def _overwrite(path):
+    """Overwrite all of ``path`` with 0xFF bytes.
+
+    Without a manifest only the reader can notice damage. A 4 KiB patch of random bytes that lands in a stored
+    (uncompressed) run of floats reads back as random floats, all finite now and then (CI saw it once); a file
+    overwritten whole leaves no frame that decodes.
+    """
+    path.write_bytes(b"\xff" * path.stat().st_size)
+    return path
+
+
 def _truncate(path):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     return path
@@ -116,8 +127,8 @@ def test_garbage_in_the_latest_params_is_reported_and_the_run_resumes_from_the_p
 DAMAGE = {  # what is damaged in checkpoint 12, the problem its manifest finds, the problem Orbax's reader finds
     "truncated params": (lambda ck: _truncate(_largest(ck / "params")),
                          r"params/\S+ has \d+ bytes, \d+ were written", r"params/ could not be read: \w+: .+"),
-    "garbage in opt_state": (lambda ck: _garbage(_largest(ck / "opt_state")), r"opt_state/\S+ sha256 mismatch",
-                             r"opt_state(/ could not be read: \w+: .+| holds non-finite values)"),
+    "overwritten opt_state": (lambda ck: _overwrite(_largest(ck / "opt_state")), r"opt_state/\S+ sha256 mismatch",
+                              r"opt_state/ could not be read: \w+: .+"),
     "empty meta": (lambda ck: _empty(ck / "meta" / "metadata"), r"meta/metadata has 0 bytes, \d+ were written",
                    r"meta/ could not be read: JSONDecodeError: .+"),
     "missing params": (lambda ck: shutil.rmtree(ck / "params"), r"params/ is missing", r"params/ is missing"),
