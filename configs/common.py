@@ -78,6 +78,7 @@ def base(*, model: dict, data: dict, optim: str, learning_rates: dict[str, float
     t.eval_batch_size = 64
     t.log_every = 25
     t.eval_every = 500
+    t.eval_batches = 0  # evaluate on the first this many batches of the evaluation split (0: the whole split)
     t.checkpoint_every = 500
     t.norm_every = 100  # modular norms of the weights and of the last update, logged every this many steps (0: off)
     t.keep = 2  # checkpoints kept (>= 1)

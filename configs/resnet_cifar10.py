@@ -26,5 +26,5 @@ def get_config(arg=None):
     c.train.log_every = 50
     if c.test:
         c.model.update({"width": 4, "depth": 1})
-        c.train.update({"steps": 4, "batch_size": 16, "log_every": 1, "checkpoint_every": 2})
+        c.train.update({"steps": 4, "batch_size": 16, "log_every": 1, "checkpoint_every": 2, "eval_batches": 2})
     return c

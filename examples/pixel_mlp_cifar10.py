@@ -16,5 +16,6 @@ def get_config(arg=None):
     c.train.sample_tokens = 0
     if c.test:
         c.model.update({"width": 32, "depth": 1})
-        c.train.update({"steps": 4, "batch_size": 16, "log_every": 1, "checkpoint_every": 2, "eval_batch_size": 512})
+        c.train.update({"steps": 4, "batch_size": 16, "log_every": 1, "checkpoint_every": 2, "eval_batch_size": 512,
+                        "eval_batches": 2})
     return c

@@ -54,13 +54,15 @@ def test_unknown_pretrained_name_lists_entries():
 
 
 def test_finetuning_beats_training_from_scratch(tmp_path):
-    """Same steps, same data: starting from the Shakespeare GPT reaches a lower TinyStories loss (after 10 steps,
-    measured with the context-64 model shipped before 2026-12-03: 1.65 against 5.26 nats, far above the 0.1 asked)."""
-    steps = 10
+    """Same steps, same data: starting from the Shakespeare GPT reaches a lower TinyStories loss (after 6 steps, on
+    the first 4 evaluation batches: 1.69 against 5.57 nats with the context-128 gpt-shakespeare; the test asks for a
+    gap of 0.1)."""
+    steps = 6
     scratch = gpt_tinystories.get_config()
     tuned = gpt_finetune_tinystories.get_config()
     for c in (scratch, tuned):
-        c.train.update({"steps": steps, "log_every": 10, "sample_tokens": 0, "checkpoint_every": 0})
+        c.train.update({"steps": steps, "log_every": steps, "sample_tokens": 0, "checkpoint_every": 0,
+                        "eval_batches": 4})
         c.mesh.data = 1
     a = train(scratch, tmp_path / "scratch", quiet=True)
     b = train(tuned, tmp_path / "tuned", quiet=True)

@@ -132,7 +132,7 @@ def test_a_refused_config_leaves_no_workdir_and_a_lock_file_removed_meanwhile_is
 
 @pytest.mark.parametrize("field,value,least,example", [
     ("steps", -5, 1, 1000), ("keep", 0, 1, 2), ("batch_size", 0, 1, 32), ("log_every", 0, 1, 25),
-    ("skip_nonfinite", -1, 0, 3),
+    ("skip_nonfinite", -1, 0, 3), ("eval_batches", -2, 0, 20),
 ])
 def test_bad_train_settings_are_one_line_before_the_workdir_exists(tmp_path, field, value, least, example):
     workdir = tmp_path / "run"

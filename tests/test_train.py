@@ -89,6 +89,33 @@ def test_init_from_a_run_starts_from_its_weights(tmp_path, full):
     assert out["eval"]["loss"] == pytest.approx(src["eval"]["loss"], rel=1e-3)
 
 
+def test_eval_batches_evaluates_the_first_batches_of_the_split(full):
+    """``train.eval_batches=2``: the mask-weighted cross-entropy of the first two evaluation batches, in numpy."""
+    from scipy.special import log_softmax
+
+    import data
+    from zoo import pretrained
+    from zoo.train import Run, evaluate
+    from zoo.train.checkpoint import abstract_like
+    from zoo.train.loop import datasets, model_config
+
+    workdir, src = full
+    c = _gpt(mesh=ONE, eval_batches=2)
+    run = Run(c, with_optimizer=False)
+    model = run.model(pretrained.load_params(str(workdir), abstract_like(run.params, run.param_shardings)))
+    batches = data.make_eval_batches(datasets(c, model_config(c))[1], c.train.eval_batch_size)
+    assert len(batches) > 2
+    total = weight = 0.0
+    for batch in batches[:2]:
+        tokens, mask = np.asarray(batch["tokens"]), np.asarray(batch["mask"], np.float64)
+        logp = log_softmax(np.asarray(model(tokens[:, :-1]), np.float64), axis=-1)
+        total -= (np.take_along_axis(logp, tokens[:, 1:, None], -1)[..., 0] * mask).sum()
+        weight += mask.sum()
+    got = evaluate(c, str(workdir))["loss"]
+    assert got == pytest.approx(total / weight, rel=1e-5)
+    assert abs(got - src["eval"]["loss"]) > 1e-4  # the whole split's loss is another number
+
+
 def test_image_run_trains_and_evaluates(tmp_path, cifar_cache, monkeypatch):
     monkeypatch.setenv("MODZOO_CACHE_DIR", str(cifar_cache))
     c = resmlp_cifar10.get_config("test")

@@ -26,6 +26,7 @@ def get_config(arg=None):
     c.train.eval_batch_size = 1000
     c.sweep = sweep_section(axis="width", sizes=(256, 512, 1024, 2048) if gpu else (32, 64, 128, 256), rates=RATES)
     if test:
-        c.train.update({"steps": 6, "batch_size": 32, "log_every": 2, "checkpoint_every": 2, "norm_every": 2})
+        c.train.update({"steps": 6, "batch_size": 32, "log_every": 2, "checkpoint_every": 2, "norm_every": 2,
+                        "eval_batches": 2})
         c.sweep = sweep_section(axis="width", sizes=(16, 32), rates={"adamw": (-7, -6)}, seeds=(0,), extend=0)
     return c

@@ -64,6 +64,7 @@ def _nonfinite(metrics) -> str:
 
 
 _POSITIVE = {"steps": 1000, "batch_size": 32, "log_every": 25, "keep": 2}  # field: an example for the message
+_AT_LEAST_ZERO = {"skip_nonfinite": 3, "eval_batches": 20}  # 0 turns them off
 
 
 class ConfigError(ValueError):
@@ -72,11 +73,11 @@ class ConfigError(ValueError):
 
 def check_train_settings(config: ml_collections.ConfigDict) -> None:
     """Raise :class:`ConfigError` for a ``train`` field out of range (called before anything is written)."""
-    values = {**{k: config.train.get(k) for k in _POSITIVE}, "skip_nonfinite": config.train.get("skip_nonfinite", 0)}
+    values = {**{k: config.train.get(k) for k in _POSITIVE}, **{k: config.train.get(k, 0) for k in _AT_LEAST_ZERO}}
     for field, value in values.items():
-        least = 0 if field == "skip_nonfinite" else 1
+        least = 0 if field in _AT_LEAST_ZERO else 1
         if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= INT32_MAX:
-            example = _POSITIVE.get(field, 3)
+            example = {**_POSITIVE, **_AT_LEAST_ZERO}[field]
             raise ConfigError(f"train.{field} must be a whole number in {least}..{INT32_MAX}, got {value!r}; "
                              f"e.g. --config.train.{field}={example}")
 
@@ -250,10 +251,14 @@ class Run:
         return data.to_global(batch, self.mesh, batch_axes(self.mesh))
 
     def evaluate(self, eval_ds, params=None) -> dict:
-        """Metrics on the whole evaluation split (padding rows masked out)."""
+        """Metrics on the whole evaluation split (padding rows masked out), or on its first ``train.eval_batches``
+        batches (the same on every host: each host's share of a global batch pads to the same count)."""
         params = self.params if params is None else params
+        batches = data.make_eval_batches(eval_ds, self.config.train.eval_batch_size)
+        if self.config.train.get("eval_batches", 0):
+            batches = batches[: self.config.train.eval_batches]
         totals, weight = {}, 0.0
-        for batch in data.make_eval_batches(eval_ds, self.config.train.eval_batch_size):
+        for batch in batches:
             m = jax.device_get(self.eval_fn(params, self.global_batch(batch)))
             w = float(m.pop("weight"))
             weight += w
