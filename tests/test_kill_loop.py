@@ -19,6 +19,7 @@ import json
 import os
 import pathlib
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -58,7 +59,8 @@ main(sys.argv[1:])
 
 def _environment(tmp_path):
     return dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu",
-                XLA_FLAGS="--xla_force_host_platform_device_count=1",
+                XLA_FLAGS=re.sub(r"--xla_force_host_platform_device_count=\d+",  # the suite's flags, one device
+                                 "--xla_force_host_platform_device_count=1", os.environ["XLA_FLAGS"]),
                 JAX_COMPILATION_CACHE_DIR=str(tmp_path / "jax-cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
                 JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0", KILL_LOOP_EVALS=str(tmp_path / "evaluations"))
 

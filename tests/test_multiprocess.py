@@ -10,6 +10,7 @@ restored here are compared against the uninterrupted reference.
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -77,7 +78,10 @@ def _launch(workdir, rows_dir, logs, delay=0.0, count=2):
     procs = []
     for index in range(count):
         env = {k: v for k, v in os.environ.items() if "_proxy" not in k.lower()}  # gRPC must not proxy loopback
-        env.update(XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu",
+        # the suite's XLA flags (conftest.py) with 4 devices for each process
+        flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "--xla_force_host_platform_device_count=4",
+                       os.environ["XLA_FLAGS"])
+        env.update(XLA_FLAGS=flags, JAX_PLATFORMS="cpu",
                    MODZOO_COORDINATOR=f"127.0.0.1:{port}", MODZOO_NUM_PROCESSES=str(count),
                    MODZOO_PROCESS_ID=str(index), JAX_COORDINATOR_BIND_ADDRESS=f"127.0.0.1:{port}")
         log = open(logs / f"process{index}.log", "w")
