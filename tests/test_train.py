@@ -96,13 +96,11 @@ def test_eval_batches_evaluates_the_first_batches_of_the_split(full):
     import data
     from zoo import pretrained
     from zoo.train import Run, evaluate
-    from zoo.train.checkpoint import abstract_like
-    from zoo.train.loop import datasets, model_config
+    from zoo.train.loop import datasets, model_config, param_target
 
     workdir, src = full
     c = _gpt(mesh=ONE, eval_batches=2)
-    run = Run(c, with_optimizer=False)
-    model = run.model(pretrained.load_params(str(workdir), abstract_like(run.params, run.param_shardings)))
+    model = Run(c, with_optimizer=False).model(pretrained.load_params(str(workdir), param_target(c)))
     batches = data.make_eval_batches(datasets(c, model_config(c))[1], c.train.eval_batch_size)
     assert len(batches) > 2
     total = weight = 0.0

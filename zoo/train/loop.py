@@ -63,8 +63,9 @@ def _nonfinite(metrics) -> str:
     return "the weights or optimizer state are not finite"
 
 
-_POSITIVE = {"steps": 1000, "batch_size": 32, "log_every": 25, "keep": 2}  # field: an example for the message
-_AT_LEAST_ZERO = {"skip_nonfinite": 3, "eval_batches": 20}  # 0 turns them off
+# train field: (least value, an example for the message); 0 turns skip_nonfinite and eval_batches off
+_RANGES = {"steps": (1, 1000), "batch_size": (1, 32), "log_every": (1, 25), "keep": (1, 2),
+           "skip_nonfinite": (0, 3), "eval_batches": (0, 20)}
 
 
 class ConfigError(ValueError):
@@ -73,11 +74,9 @@ class ConfigError(ValueError):
 
 def check_train_settings(config: ml_collections.ConfigDict) -> None:
     """Raise :class:`ConfigError` for a ``train`` field out of range (called before anything is written)."""
-    values = {**{k: config.train.get(k) for k in _POSITIVE}, **{k: config.train.get(k, 0) for k in _AT_LEAST_ZERO}}
-    for field, value in values.items():
-        least = 0 if field in _AT_LEAST_ZERO else 1
+    for field, (least, example) in _RANGES.items():
+        value = config.train.get(field, 0 if least == 0 else None)
         if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= INT32_MAX:
-            example = {**_POSITIVE, **_AT_LEAST_ZERO}[field]
             raise ConfigError(f"train.{field} must be a whole number in {least}..{INT32_MAX}, got {value!r}; "
                              f"e.g. --config.train.{field}={example}")
 
