@@ -127,8 +127,10 @@ def test_a_committed_row_reproduces_from_its_command(tmp_path):
     step computes the same function in another order (Q, K and V as one matmul, the gradient norm and finite
     checks fused into the step), which moves float rounding: after 300 steps the validation loss moved by
     2e-3 (2.17452 fused, 2.17663 unfused, against the row's 2.17628), where seeds 0 and 1 of this point
-    differ by 9e-3. So the check is to 1e-3 relative (one core is deterministic: the value is the same
-    every run), which a changed formula would miss."""
+    differ by 9e-3. The CPU's instruction set moves it too (XLA:CPU vectorizes for the machine it runs on): on a
+    machine with AVX-512 the same commit gave 2.17274, 1.6e-3 relative from the row. One core is
+    deterministic on one machine, but across machines the check is to 3e-3 relative (6.5e-3 here), below the
+    9e-3 between two seeds, so a changed seed or formula still fails it."""
     rows = [r for r in _rows(os.path.join(ROOT, "configs", "sweeps", "gpt_width", "results.csv"))
             if r["diverged"] == "False"]
     row = min(rows, key=lambda r: float(r["seconds"]))
@@ -142,7 +144,7 @@ def test_a_committed_row_reproduces_from_its_command(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     got = next(json.loads(x)["loss"] for x in (tmp_path / "row" / "metrics.jsonl").read_text().splitlines()
                if json.loads(x)["split"] == "eval")
-    assert got == pytest.approx(float(row["val_loss"]), rel=1e-3), (row["command"], got, row["val_loss"])
+    assert got == pytest.approx(float(row["val_loss"]), rel=3e-3), (row["command"], got, row["val_loss"])
 
 
 # --- stopping a sweep ----------------------------------------------------------------------------------------------
