@@ -65,7 +65,7 @@ def base(*, model: dict, data: dict, optim: str, learning_rates: dict[str, float
     o.decay_fraction = 1.0  # linear decay to 0 over the last fraction of steps
     o.clip_norm = config_dict.placeholder(float)
     o.scion = {"momentum": 0.1, "constrained": False}
-    o.normalized_adam = {"b1": 0.9, "b2": 0.99}
+    o.normalized_adam = {"b1": 0.9, "b2": 0.99, "weight_decay": 0.0}
     o.normalized_sgd = {"momentum": 0.9}
     o.muon = {"beta": 0.95, "adam_b1": 0.9, "adam_b2": 0.99, "weight_decay": 0.0}
     o.adamw = {"b1": 0.9, "b2": 0.99, "weight_decay": 0.0}

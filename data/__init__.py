@@ -4,7 +4,7 @@ Every dataset is a tensorflow-datasets builder prepared once into ArrayRecord
 (no TensorFlow needed) and read through tfds data sources; "tfds:<name>" with
 data_dir= reads any TFDS dataset already prepared in ArrayRecord instead.
 
-Text (byte-level tokens, vocabulary 256; splits "train"/"validation" = first 90% / last 10% of bytes)::
+Text (bytes, vocabulary 256, or byte-level BPE ids; splits "train"/"validation" = first 90% / last 10% of bytes)::
 
     ds = data.text_dataset("tinyshakespeare", "train", context=256)   # or "tinystories", or a file path
     it = data.make_train_iterator(ds, 64, seed=0)                     # {"tokens": int32 [64/hosts, 257]}
@@ -12,6 +12,8 @@ Text (byte-level tokens, vocabulary 256; splits "train"/"validation" = first 90%
     # each eval batch: {"tokens": int32 [B, 257], "mask": float32 [B, 256]}; sum of masks = targets in the split
     tfds_text = data.text_dataset("tfds:<name>", "test", 256, data_dir=tfds_dir, feature="text", separator=b"\n\n")
     # a prepared TFDS dataset's text (or bytes) feature, its examples joined in order; any of its splits
+    from data.tokenizer import train_bpe                              # imported on use (Hugging Face tokenizers)
+    ids = ds.tokenized(train_bpe(ds.tokens.tobytes(), 512))           # byte-level BPE learnt from the train split
 
 Images::
 

@@ -1,4 +1,5 @@
-"""Byte-level text: a corpus's bytes are its tokens (vocabulary 256), split and cut into windows.
+"""Text: a corpus's bytes are its tokens (vocabulary 256), or its token ids after `TextDataset.tokenized` (byte-level
+BPE, data.tokenizer); split and cut into windows.
 
 Sources. A corpus ("tinyshakespeare", "tinystories", or the path of a local
 UTF-8 file) is prepared once by a TFDS builder (tfds_builder.prepare_text) into
@@ -6,7 +7,8 @@ ArrayRecord in the cache folder, then read back through the builder's
 as_data_source(): the split's ordered 64 KiB records are joined once into a
 read-only uint8 array that equals the file's byte range exactly. Split rule
 (every corpus): the first 90% of bytes (n * 9 // 10) are "train", the rest
-"validation"; Tiny Shakespeare gives 1,003,854 / 111,540.
+"validation"; Tiny Shakespeare gives 1,003,854 / 111,540. A tokenizer encodes
+each split on its own, after the cut; the windows below then count its tokens.
 
 "tfds:<name>" reads instead a TFDS dataset already prepared in ArrayRecord
 under `data_dir` (its TFDS data folder), without TensorFlow: the split is any
@@ -68,17 +70,42 @@ def _corpus_path(name_or_path: str | os.PathLike, data_dir, cache_dir) -> pathli
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class TextDataset:
-    """One split of a byte-level corpus, cut into windows of `context` + 1 tokens.
+    """One split of a corpus, cut into windows of `context` + 1 tokens.
 
-    `tokens` is a read-only uint8 array of the split's bytes, held in memory.
+    `tokens` is a read-only array of the split's tokens, held in memory: its
+    bytes (uint8) as `text_dataset` returns it, or token ids after `tokenized`.
     """
 
     tokens: np.ndarray
     context: int
     name: str
     split: str
+    tokenizer: object = None  # a data.tokenizer.BPE after `tokenized`; None: the tokens are bytes
 
-    vocab_size = VOCAB_SIZE
+    @property
+    def vocab_size(self) -> int:
+        return VOCAB_SIZE if self.tokenizer is None else self.tokenizer.vocab_size
+
+    def tokenized(self, tokenizer) -> TextDataset:
+        """This byte-level split encoded by `tokenizer` (a data.tokenizer.BPE); a one-line error when it has fewer
+        than context + 1 tokens."""
+        if self.tokenizer is not None:
+            raise ValueError(f"the {self.split} split of {self.name} is tokenized already")
+        ids = tokenizer.encode(self.tokens.tobytes())
+        _check_length(len(ids), self.context, self.split, self.name, unit="tokens")
+        tokens = ids.astype(np.uint16 if tokenizer.vocab_size <= 2**16 else np.int32)
+        tokens.flags.writeable = False
+        return dataclasses.replace(self, tokens=tokens, tokenizer=tokenizer)
+
+    def target_counts(self, num_windows: int | None = None) -> tuple[int, int]:
+        """(tokens, bytes) scored by the first `num_windows` evaluation windows (all: None), the windows
+        `eval_batches` cuts, so a mean loss per token times tokens / bytes is the loss in nats per byte."""
+        total = self.num_eval_windows()
+        ids = np.arange(total if num_windows is None else min(num_windows, total))
+        batch = self._eval_batch(ids, total)
+        mask, targets = batch["mask"], batch["tokens"][:, 1:]
+        lengths = np.ones_like(targets) if self.tokenizer is None else self.tokenizer.token_bytes[targets]
+        return int(mask.sum()), int((mask * lengths).sum())
 
     @property
     def window(self) -> int:
@@ -176,10 +203,10 @@ def _tfds_tokens(name: str, split: str, data_dir, feature: str, separator: bytes
     return _join(builder.as_data_source(split=split), feature, separator)
 
 
-def _check_length(length: int, context: int, split: str, where) -> None:
+def _check_length(length: int, context: int, split: str, where, unit: str = "bytes") -> None:
     if length < context + 1:
         raise ValueError(
-            f"the {split} split of {where} has {length} bytes, fewer than context + 1 = {context + 1}:"
+            f"the {split} split of {where} has {length} {unit}, fewer than context + 1 = {context + 1}:"
             " use a smaller context or a longer file"
         )
 

@@ -147,6 +147,13 @@ ROWS = [  # (id, exit status, the line (a regex; {run}, {file}, {locked}, {train
      r"the width, e.g. heads=4", lambda c: c.train("--config.model.heads=5")),
     ("context-longer-than-the-data", 1, r"modzoo train: the validation split of .*short.txt has 10 bytes, fewer than "
      r"context \+ 1 = 17: use a smaller context or a longer file", lambda c: c.train(f"--config.data.name={c.short}")),
+    ("unknown-tokenizer", 1, r"modzoo train: unknown tokenizer 'bpe:100': use 'bytes' or 'bpe:N' with N >= 257 "
+     r"\(e.g. bpe:512\), a pretrained model's name or a tokenizer .json file",
+     lambda c: c.train("--config.data.tokenizer=bpe:100")),
+    ("tokenizer-larger-than-the-vocab", 1, r"modzoo train: the tokenizer \(bpe:300\) has 300 tokens but the model's "
+     r"vocab is 256: set --config.model.vocab=300", lambda c: c.train("--config.data.tokenizer=bpe:300")),
+    ("missing-tokenizer-file", 1, r"modzoo train: tokenizer file nope.json does not exist: give a tokenizer.json a "
+     r"run saved, 'bytes' or 'bpe:N'", lambda c: c.train("--config.data.tokenizer=nope.json")),
     ("steps=0", 1, r"modzoo train: train.steps must be a whole number in 1..2147483647, got 0; e.g. --config.train.steps=1000",
      lambda c: c.train("--config.train.steps=0")),
     ("steps=-5", 1, r"modzoo train: train.steps must be a whole number in 1..2147483647, got -5; e.g. --config.train.steps=1000",

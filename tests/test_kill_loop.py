@@ -199,7 +199,7 @@ def test_a_run_killed_five_times_ends_bit_identical_to_an_uninterrupted_one(tmp_
         reference = _run_to_the_end(tmp_path / "reference", env, log)
     print(f"\nuninterrupted run: {time.monotonic() - t:.1f} s")
     final, rows, sample = reference
-    assert final["step"] == STEPS and set(final["eval"]) == {"loss"}
+    assert final["step"] == STEPS and set(final["eval"]) == {"loss", "nats_per_byte"}
     assert [r["step"] for r in rows if r["split"] == "train"] == list(range(1, STEPS + 1))
     assert [r["step"] for r in rows if r["split"] == "eval"] == [5, 10, STEPS]
 

@@ -54,9 +54,9 @@ def test_unknown_pretrained_name_lists_entries():
 
 
 def test_finetuning_beats_training_from_scratch(tmp_path):
-    """Same steps, same data: starting from the Shakespeare GPT reaches a lower TinyStories loss (after 6 steps, on
-    the first 4 evaluation batches: 1.69 against 5.57 nats with the context-128 gpt-shakespeare; the test asks for a
-    gap of 0.1)."""
+    """Same steps, same data: starting from the Shakespeare GPT reaches a lower TinyStories loss per byte (the two
+    runs' tokenizers differ: each learnt from its own corpus) after 6 steps, on the first 4 evaluation batches
+    (1.60 against 2.77 nats per byte with the BPE-512 gpt-shakespeare; the test asks for a gap of 0.1)."""
     steps = 6
     scratch = gpt_tinystories.get_config()
     tuned = gpt_finetune_tinystories.get_config()
@@ -66,7 +66,7 @@ def test_finetuning_beats_training_from_scratch(tmp_path):
         c.mesh.data = 1
     a = train(scratch, tmp_path / "scratch", quiet=True)
     b = train(tuned, tmp_path / "tuned", quiet=True)
-    assert b["eval"]["loss"] < a["eval"]["loss"] - 0.1, (a["eval"], b["eval"])
+    assert b["eval"]["nats_per_byte"] < a["eval"]["nats_per_byte"] - 0.1, (a["eval"], b["eval"])
 
 
 def test_checkpoint_written_before_the_layers_rename_still_loads(tmp_path):

@@ -222,6 +222,7 @@ def _export(argv) -> None:
     """Evaluate a finished run and ship its weights as pretrained entry ``--name``."""
     from zoo import pretrained
     from zoo.train import evaluate
+    from zoo.train.datasets import saved_tokenizer
     from zoo.train.loop import param_target
 
     fv = _run_flags(argv, workdir_required=True)
@@ -236,7 +237,8 @@ def _export(argv) -> None:
         argv[argv.index("--config") + 1]
     path = pretrained.export(params, fv.name, model=fields.pop("name"), overrides=fields,
                              config=config_file, command="modzoo train " + " ".join(train_args),
-                             metric={k: round(v, 4) for k, v in metrics.items()})
+                             metric={k: round(v, 4) for k, v in metrics.items()},
+                             tokenizer=saved_tokenizer(fv.workdir))
     print(f"wrote {path} ({path.stat().st_size:,} bytes); evaluation {metrics}")
 
 
@@ -256,8 +258,13 @@ def _sample(args) -> None:
     if modality_of(model.config) != "text":
         raise ValueError(f"{type(model).__name__} is not a language model (modality "
                          f"{model.config.modality!r}); sampling needs modality 'text'")
+    from data.tokenizer import load as load_tokenizer
+    from zoo.train.datasets import saved_tokenizer
+
+    saved = saved_tokenizer(args.workdir or args.pretrained)  # none: the model reads bytes
     text = generate(model, args.prompt, max_new_tokens=args.tokens, temperature=args.temperature,
-                    top_k=args.top_k, seed=args.seed)  # a bad --temperature, --top-k or --tokens: ValueError
+                    top_k=args.top_k, seed=args.seed,  # a bad --temperature, --top-k or --tokens: ValueError
+                    tokenizer=load_tokenizer(saved) if saved else None)
     print(args.prompt + text.decode("utf-8", errors="replace"))
 
 

@@ -1,16 +1,17 @@
-"""Text generation from a byte-level language model: a prefill, then one compiled decode step per byte.
+"""Text generation from a language model: a prefill, then one compiled decode step per token.
 
-The prompt (its last ``context`` bytes) is run once through ``model.decode``
-at position 0, filling the model's cache (a GPT's keys and values; the token
-window for a model without one); each further byte is one decode step on the
-byte just sampled. Sampling and the loop over bytes are compiled too
-(``nnx.fori_loop``): on a 2-core CPU a Python loop calling a compiled
-one-byte step ran about 5x slower, all of it in dispatch.
+The prompt (its last ``context`` tokens; tokens are bytes, or a tokenizer's
+ids) is run once through ``model.decode`` at position 0, filling the model's
+cache (a GPT's keys and values; the token window for a model without one);
+each further token is one decode step on the token just sampled. Sampling and
+the loop over tokens are compiled too (``nnx.fori_loop``): on a 2-core CPU a
+Python loop calling a compiled one-token step ran about 5x slower, all of it
+in dispatch.
 
 The cache holds ``context`` positions. When it is full, generation slides:
-the last ``context // 2`` bytes are prefilled afresh at position 0 and decoding
-goes on, so a byte sees between ``context // 2`` and ``context`` bytes
-before it (a full-recompute window sliding by one byte would see ``context``
+the last ``context // 2`` tokens are prefilled afresh at position 0 and decoding
+goes on, so a token sees between ``context // 2`` and ``context`` tokens
+before it (a full-recompute window sliding by one token would see ``context``
 every time, at ``context`` times the cost).
 """
 
@@ -59,12 +60,15 @@ def _continue(graphdef, state, window, length, count, key, temperature, top_k):
 
 
 def generate(model, prompt: str | bytes, *, max_new_tokens: int = 200, temperature: float = 1.0,
-             top_k: int | None = None, seed: int = 0) -> bytes:
-    """Continue ``prompt`` by ``max_new_tokens`` bytes (see the module docstring for the cache and sliding).
+             top_k: int | None = None, seed: int = 0, tokenizer=None) -> bytes:
+    """Continue ``prompt`` by ``max_new_tokens`` tokens (see the module docstring for the cache and sliding) and
+    return their bytes.
 
-    Samples from softmax(logits / temperature), restricted to the ``top_k``
-    most likely bytes if given; temperature 0 takes the argmax. An empty
-    prompt starts from a newline.
+    Tokens are bytes, or with ``tokenizer`` (a data.tokenizer.BPE, the one the
+    model was trained with) its ids: the prompt is encoded and the new tokens
+    decoded by it. Samples from softmax(logits / temperature), restricted to
+    the ``top_k`` most likely tokens if given; temperature 0 takes the argmax.
+    An empty prompt starts from a newline.
     """
     vocab, context = model.config.vocab, model.config.context
     if temperature < 0:
@@ -73,8 +77,11 @@ def generate(model, prompt: str | bytes, *, max_new_tokens: int = 200, temperatu
         raise ValueError(f"top_k must be in 1..{vocab}, got {top_k}")
     if max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    prompt = prompt.encode() if isinstance(prompt, str) else bytes(prompt)
-    tokens = list(prompt or b"\n")
+    if tokenizer is not None and tokenizer.vocab_size != vocab:
+        raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens, the model's vocab {vocab}: "
+                         "sample with the tokenizer the model was trained with")
+    prompt = (prompt.encode() if isinstance(prompt, str) else bytes(prompt)) or b"\n"
+    tokens = list(prompt) if tokenizer is None else tokenizer.encode(prompt).tolist()
     graphdef, state = nnx.split(model)
     key = jax.random.key(seed)
     window, new = tokens[-context:], []
@@ -86,4 +93,4 @@ def generate(model, prompt: str | bytes, *, max_new_tokens: int = 200, temperatu
         out = _continue(graphdef, state, padded, len(window), count, sub, float(temperature), int(top_k or vocab))
         new += np.asarray(out[:count]).tolist()
         window = (tokens + new)[-max(1, context // 2):]
-    return bytes(new)
+    return bytes(new) if tokenizer is None else tokenizer.decode(new)

@@ -26,12 +26,14 @@ def _next_token(model, window, length, key, temperature, top_k):
 
 
 def recompute_generate(model, prompt: str, *, max_new_tokens: int, temperature: float, top_k: int | None,
-                       seed: int = 0) -> bytes:
-    """The baseline, the sampler before the cache: for every byte the model reruns on the last ``context``
-    bytes (padded to the context, so one compiled step serves every byte), called from Python. (That
-    sampler also recompiled its step in every call; this one compiles once, so the ratio is per byte.)"""
+                       seed: int = 0, tokenizer=None) -> bytes:
+    """The baseline, the sampler before the cache: for every token the model reruns on the last ``context``
+    tokens (padded to the context, so one compiled step serves every token), called from Python. (That
+    sampler also recompiled its step in every call; this one compiles once, so the ratio is per token.)
+    Tokens are bytes, or ``tokenizer``'s ids as in :func:`zoo.sample.generate`."""
     context, top_k = model.config.context, top_k or model.config.vocab
-    tokens = list(prompt.encode())
+    start = list(prompt.encode()) if tokenizer is None else tokenizer.encode(prompt.encode()).tolist()
+    tokens = list(start)
     key = jax.random.key(seed)
     for _ in range(max_new_tokens):
         recent = tokens[-context:]
@@ -39,7 +41,8 @@ def recompute_generate(model, prompt: str, *, max_new_tokens: int, temperature: 
         window[: len(recent)] = recent
         key, sub = jax.random.split(key)
         tokens.append(int(_next_token(model, window, len(recent), sub, float(temperature), int(top_k))))
-    return bytes(tokens[len(prompt.encode()):])
+    new = tokens[len(start):]
+    return bytes(new) if tokenizer is None else tokenizer.decode(new)
 
 
 def _time(fn, repeats: int) -> tuple[float, float]:
@@ -56,14 +59,18 @@ def _time(fn, repeats: int) -> tuple[float, float]:
     return max(first - median, 0.0), median
 
 
-def run(model=None, lengths=(100, 500), repeats: int = 3, prompt: str = "ROMEO:") -> list[dict]:
-    """Print and return, per length, tokens/s and compile seconds of both samplers and their ratio."""
+def run(model=None, lengths=(100, 500), repeats: int = 3, prompt: str = "ROMEO:", tokenizer=None) -> list[dict]:
+    """Print and return, per length, tokens/s and compile seconds of both samplers and their ratio (``model``
+    reads bytes, or ``tokenizer``'s ids; default: the pretrained ``gpt-shakespeare`` and its tokenizer)."""
     if model is None:
+        from data.tokenizer import load
         from zoo import pretrained
 
         model = pretrained.load("gpt-shakespeare")
+        saved = pretrained.tokenizer_path("gpt-shakespeare")
+        tokenizer = load(saved) if saved else None
     cfg = model.config
-    settings = {"temperature": 0.8, "top_k": 40}
+    settings = {"temperature": 0.8, "top_k": 40, "tokenizer": tokenizer}
     print(f"device: {jax.devices()[0].device_kind}; model width {cfg.width}, depth {cfg.depth}, context "
           f"{cfg.context}; prompt {prompt!r}; median of {repeats}, compile apart")
     print(f"{'tokens':>7}{'cached tok/s':>14}{'compile s':>11}{'recompute tok/s':>17}{'compile s':>11}{'ratio':>8}")

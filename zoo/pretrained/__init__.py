@@ -3,7 +3,8 @@
 ``catalog.json`` (beside this file) records for each entry the zoo model and
 overrides it instantiates, the config and command that trained it, its
 evaluation metric and the sha256 of its weights file (flax msgpack of the
-params' pure dict). ``load_params`` also accepts a run's workdir (its latest
+params' pure dict) and, for a language model that reads a tokenizer's ids, of
+its tokenizer file. ``load_params`` also accepts a run's workdir (its latest
 Orbax checkpoint) or a ``.msgpack`` path, for ``--config.init_from``.
 """
 
@@ -36,17 +37,27 @@ def _entry(name: str) -> dict:
     return entries[name]
 
 
-def weights_path(name: str) -> pathlib.Path:
-    """The verified weights file of entry ``name`` (raises if its checksum does not match the catalog)."""
-    entry = _entry(name)
-    path = HERE / entry["file"]
+def _verified(file: str, sha256: str) -> pathlib.Path:
+    path = HERE / file
     if not path.exists():
         raise FileNotFoundError(f"pretrained file {path} is missing; reinstall modzoo")
     digest = file_digest(path)
-    if digest != entry["sha256"]:
+    if digest != sha256:
         raise ValueError(f"pretrained file {path} is corrupt: sha256 {digest[:12]}... does not match the catalog's "
-                         f"{entry['sha256'][:12]}...; reinstall modzoo")
+                         f"{sha256[:12]}...; reinstall modzoo")
     return path
+
+
+def weights_path(name: str) -> pathlib.Path:
+    """The verified weights file of entry ``name`` (raises if its checksum does not match the catalog)."""
+    entry = _entry(name)
+    return _verified(entry["file"], entry["sha256"])
+
+
+def tokenizer_path(name: str) -> pathlib.Path | None:
+    """The verified tokenizer file (data.tokenizer) of language-model entry ``name``; None if it reads bytes."""
+    entry = _entry(name).get("tokenizer")
+    return None if entry is None else _verified(entry["file"], entry["sha256"])
 
 
 LEGACY_NAMES = {"step": "layers"}
@@ -110,13 +121,21 @@ def load(name: str, *, pretrained: bool = True, seed: int = 0) -> nnx.Module:
     return model
 
 
-def export(params, name: str, *, model: str, overrides: dict, config: str, command: str, metric: dict) -> pathlib.Path:
-    """Write ``params`` as ``<name>.msgpack`` beside the catalog (atomically) and record the entry."""
+def export(params, name: str, *, model: str, overrides: dict, config: str, command: str, metric: dict,
+           tokenizer: pathlib.Path | None = None) -> pathlib.Path:
+    """Write ``params`` as ``<name>.msgpack`` beside the catalog (atomically), with a copy of the run's
+    ``tokenizer`` file as ``<name>.tokenizer.json`` if it has one, and record the entry."""
     blob = serialization.msgpack_serialize(jax.tree.map(lambda x: np.asarray(jax.device_get(x)), params))
     path = HERE / f"{name}.msgpack"
     write_bytes(path, blob)
     entries = catalog()
     entries[name] = {"model": model, "overrides": overrides, "file": path.name, "sha256": file_digest(path),
                      "bytes": path.stat().st_size, "config": config, "command": command, "metric": metric}
+    copy = HERE / f"{name}.tokenizer.json"
+    if tokenizer is not None:
+        write_bytes(copy, pathlib.Path(tokenizer).read_bytes())
+        entries[name]["tokenizer"] = {"file": copy.name, "sha256": file_digest(copy)}
+    else:
+        copy.unlink(missing_ok=True)
     write_bytes(CATALOG, (json.dumps(entries, indent=2, sort_keys=True) + "\n").encode())
     return path

@@ -36,6 +36,7 @@ from zoo.modular import norm_report
 from zoo.models.base import INT32_MAX, modality_of
 from zoo.summary import summary
 from zoo.train.checkpoint import Checkpointer, abstract_like
+from zoo.train.datasets import TOKENIZER_FILE, check_init_tokenizer, datasets
 from zoo.train.metrics import MetricWriter, progress
 from zoo.train.mesh import batch_axes, check_batch, make_mesh, maybe_initialize_distributed, param_shardings
 from zoo.train.preemption import preemption_requests
@@ -141,15 +142,6 @@ def param_target(config: ml_collections.ConfigDict) -> dict:
                         nnx.to_pure_dict(nnx.state(model)))
 
 
-def datasets(config: ml_collections.ConfigDict, model_cfg):
-    """(train, evaluation) datasets for the model's modality."""
-    if modality_of(model_cfg) == "text":  # the short validation split first: too short, it stops before preparing
-        validation = data.text_dataset(config.data.name, "validation", model_cfg.context)
-        return data.text_dataset(config.data.name, "train", model_cfg.context), validation
-    return (data.image_dataset(config.data.name, "train", augment=config.data.get("augment", True)),
-            data.image_dataset(config.data.name, config.data.get("eval_split", "test"), augment=False))
-
-
 _UNCOMPILED = ("seed", "init_from")
 _UNCOMPILED_OPTIM = ("learning_rate", "learning_rates")
 _COMPILED_TRAIN = ("steps", "batch_size", "eval_batch_size", "skip_nonfinite")
@@ -251,7 +243,9 @@ class Run:
 
     def evaluate(self, eval_ds, params=None) -> dict:
         """Metrics on the whole evaluation split (padding rows masked out), or on its first ``train.eval_batches``
-        batches (the same on every host: each host's share of a global batch pads to the same count)."""
+        batches (the same on every host: each host's share of a global batch pads to the same count); for text
+        also ``nats_per_byte``, the mean loss times the scored tokens over their bytes (data.TextDataset.target_counts:
+        those global batches hold exactly the split's first ``eval_batches`` × ``eval_batch_size`` windows)."""
         params = self.params if params is None else params
         batches = data.make_eval_batches(eval_ds, self.config.train.eval_batch_size)
         if self.config.train.get("eval_batches", 0):
@@ -263,7 +257,12 @@ class Run:
             weight += w
             for k, v in m.items():
                 totals[k] = totals.get(k, 0.0) + float(v) * w
-        return {k: v / weight for k, v in totals.items()}
+        metrics = {k: v / weight for k, v in totals.items()}
+        if isinstance(eval_ds, data.TextDataset):  # the loss per byte, which compares models across tokenizers
+            limit = self.config.train.get("eval_batches", 0) * self.config.train.eval_batch_size
+            tokens, num_bytes = eval_ds.target_counts(limit or None)
+            metrics["nats_per_byte"] = metrics["loss"] * tokens / num_bytes
+        return metrics
 
 
 def _init_params(run: Run, source: str) -> None:
@@ -307,11 +306,15 @@ def train(config: ml_collections.ConfigDict, workdir: str | pathlib.Path, *, sto
     with (workdir_lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext()), \
             preemption_requests() as requests:
         run = Run(config)  # what can refuse the config runs while the workdir holds nothing but the lock
-        train_ds, eval_ds = datasets(config, run.model_cfg)
+        train_ds, eval_ds = datasets(config, run.model_cfg, source=workdir)
         initialized = bool(config.get("init_from")) and not (workdir / "checkpoints").is_dir()
         if initialized:  # a new run (one with checkpoints resumes instead): its source is checked here too
+            check_init_tokenizer(config.init_from, train_ds)
             _init_params(run, config.init_from)
         workdir.mkdir(parents=True, exist_ok=True)  # processes other than 0 (which holds the lock)
+        tokenizer = getattr(train_ds, "tokenizer", None)
+        if tokenizer is not None and jax.process_index() == 0 and not (workdir / TOKENIZER_FILE).is_file():
+            tokenizer.save(workdir / TOKENIZER_FILE)  # before any checkpoint: a resumed run reads it back
         with contextlib.ExitStack() as closing:
             return _run(config, workdir, run, train_ds, eval_ds, initialized, stop_at, quiet, on_log, t_start,
                         requests, closing)
@@ -481,7 +484,7 @@ def _run(config, workdir, run, train_ds, eval_ds, initialized, stop_at, quiet, o
         from zoo.sample import generate
 
         text = generate(run.model(), config.train.sample_prompt, max_new_tokens=config.train.sample_tokens,
-                        temperature=0.8, top_k=40, seed=config.seed)
+                        temperature=0.8, top_k=40, seed=config.seed, tokenizer=eval_ds.tokenizer)
         result["sample"] = text.decode("utf-8", errors="replace")
         write_bytes(workdir / "sample.txt", result["sample"].encode())
     result["seconds"] = time.perf_counter() - t_start
@@ -502,6 +505,6 @@ def trained_model(config: ml_collections.ConfigDict, source: str) -> nnx.Module:
 def evaluate(config: ml_collections.ConfigDict, source: str) -> dict:
     """Evaluation metrics of ``config``'s model with params from ``source`` (workdir, .msgpack or pretrained name)."""
     run = Run(config, with_optimizer=False)
-    _, eval_ds = datasets(config, run.model_cfg)
+    _, eval_ds = datasets(config, run.model_cfg, source=source)
     _init_params(run, source)
     return run.evaluate(eval_ds)
