@@ -32,6 +32,8 @@ def test_shipped_model_reproduces_its_metric(name, cifar_cache, monkeypatch):
         assert metrics[key] == pytest.approx(value, abs=0.02), key
     model = zoo.load(name)
     assert type(model).__name__ in ("GPT", "ResMLP", "ResNet")
+    tokenizer = pretrained.tokenizer(name)  # a language model's own, or None (bytes, or not a language model)
+    assert (tokenizer.vocab_size if tokenizer else 256) == getattr(model.config, "vocab", 256)
 
 
 def test_corrupted_shipped_file_is_detected(tmp_path, monkeypatch):

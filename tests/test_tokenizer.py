@@ -127,6 +127,8 @@ def test_greedy_generation_through_the_tokenizer_equals_a_full_recompute(corpus)
     assert generate(model, prompt, max_new_tokens=count, temperature=0, tokenizer=bpe) == want
     with pytest.raises(ValueError, match="the tokenizer has 300 tokens, the model's vocab 256"):
         generate(zoo.build(cfg, rngs=nnx.Rngs(0)), prompt, max_new_tokens=2, tokenizer=bpe)
+    with pytest.raises(ValueError, match="the model reads 300 tokens, not bytes: pass the tokenizer"):
+        generate(model, prompt, max_new_tokens=2)
 
 
 def test_a_tokenizer_that_does_not_fit_the_model_or_its_init_is_one_line(corpus, tmp_path):

@@ -80,6 +80,9 @@ def generate(model, prompt: str | bytes, *, max_new_tokens: int = 200, temperatu
     if tokenizer is not None and tokenizer.vocab_size != vocab:
         raise ValueError(f"the tokenizer has {tokenizer.vocab_size} tokens, the model's vocab {vocab}: "
                          "sample with the tokenizer the model was trained with")
+    if tokenizer is None and vocab != 256:
+        raise ValueError(f"the model reads {vocab} tokens, not bytes: pass the tokenizer it was trained with, "
+                         "e.g. tokenizer=zoo.pretrained.tokenizer(name) or data.tokenizer.load(run / 'tokenizer.json')")
     prompt = (prompt.encode() if isinstance(prompt, str) else bytes(prompt)) or b"\n"
     tokens = list(prompt) if tokenizer is None else tokenizer.encode(prompt).tolist()
     graphdef, state = nnx.split(model)

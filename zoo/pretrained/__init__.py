@@ -60,6 +60,14 @@ def tokenizer_path(name: str) -> pathlib.Path | None:
     return None if entry is None else _verified(entry["file"], entry["sha256"])
 
 
+def tokenizer(name: str):
+    """The tokenizer (a data.tokenizer.BPE) that language-model entry ``name`` reads; None if it reads bytes."""
+    from data.tokenizer import load
+
+    path = tokenizer_path(name)
+    return None if path is None else load(path)
+
+
 LEGACY_NAMES = {"step": "layers"}
 """Parameter-path keys renamed since files were first written: ``blocks.step`` became ``blocks.layers``."""
 
