@@ -35,6 +35,25 @@ from data.paths import resolve_cache_dir
 BYTES = "bytes"
 _SPEC = re.compile(r"bpe:(\d+)")
 _UNDECODABLE = re.compile(r"[\udc80-\udcff]+")  # bytes that are not UTF-8, as "surrogateescape" decodes them
+_LINE_START = re.compile(r"\n(?=\S)")  # after it, every byte-level pre-tokenizer split starts a new piece
+CHUNK = 1 << 20
+"""Characters per piece that encoding and training hand to the library at once (it runs pieces in parallel)."""
+
+
+def chunks(text: str, size: int | None = None) -> list[str]:
+    """``text`` cut into pieces of about ``size`` (default :data:`CHUNK`) characters, each cut just after a
+    newline that a non-space character follows. GPT-2's pre-tokenizer never joins such a newline to what comes
+    after it (only a space may lead a word), so the pieces tokenize to exactly the ids of the whole text."""
+    size = size or CHUNK
+    out, start = [], 0
+    while len(text) - start > size:
+        cut = _LINE_START.search(text, start + size)
+        if cut is None:
+            break
+        out.append(text[start:cut.end()])
+        start = cut.end()
+    out.append(text[start:])
+    return out
 
 
 @functools.cache
@@ -85,7 +104,9 @@ class BPE:
         return np.concatenate(out)
 
     def _encode_str(self, text: str) -> np.ndarray:
-        return np.asarray(self._tok.encode(text).ids if text else [], np.int64)
+        if not text:
+            return np.zeros(0, np.int64)
+        return np.concatenate([np.asarray(e.ids, np.int64) for e in self._tok.encode_batch(chunks(text))])
 
     def decode(self, ids) -> bytes:
         """The bytes of token ``ids``, concatenated."""
@@ -126,7 +147,7 @@ def train_bpe(text: bytes, vocab_size: int, *, cache_dir: str | os.PathLike | No
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, initial_alphabet=list(byte_alphabet()),
                                   special_tokens=[], show_progress=False)
     pieces = _UNDECODABLE.split(text.decode("utf-8", errors="surrogateescape"))
-    tokenizer.train_from_iterator(pieces, trainer=trainer)
+    tokenizer.train_from_iterator([c for piece in pieces for c in chunks(piece)], trainer=trainer)
     bpe = BPE(tokenizer)
     bpe.save(cached)
     return bpe

@@ -47,6 +47,10 @@ def test_encoding_matches_the_library_and_round_trips_any_bytes(corpus):
         text = raw.decode([i])
         if "\ufffd" not in text:
             assert bpe.pieces[i] == text.encode() and bpe.token_bytes[i] == len(text.encode())
+    for size in (1000, 37):  # cut into pieces (after newlines before a word) that the library encodes in parallel
+        pieces = T.chunks(val_bytes.decode(), size)
+        assert len(pieces) > len(val_bytes) // (size * 4) and "".join(pieces) == val_bytes.decode()
+        assert np.concatenate([bpe.encode(p.encode()) for p in pieces]).tolist() == ids.tolist()
     mixed = "café ".encode() + b"\xff\xfe\x80" + " ROMEO".encode() + b"\xc3"  # not UTF-8 in places
     assert bpe.decode(bpe.encode(mixed)) == mixed
     assert bpe.encode(b"").tolist() == []
