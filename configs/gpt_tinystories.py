@@ -1,9 +1,11 @@
-"""GPT on the TinyStories subset (bytes), from scratch.
+"""GPT on the TinyStories subset, from scratch.
 
     modzoo train --config configs/gpt_tinystories.py --workdir runs/gpt_tinystories
 
-Same model and optimizer settings as the Shakespeare job, so the fine-tuning
-config (gpt_finetune_tinystories.py) differs from this one only in its start.
+Same model, optimizer and tokenizer settings as the Shakespeare job (a BPE of 512
+tokens, here learnt from TinyStories' train split), so the fine-tuning config
+(gpt_finetune_tinystories.py) differs from this one in its start and in reading
+the pretrained model's own tokenizer: compare the two in nats per byte.
 """
 
 from configs import gpt_shakespeare
