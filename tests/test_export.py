@@ -12,23 +12,29 @@ from zoo import cli, pretrained
 from zoo.train.loop import param_target
 
 
-def test_export_records_only_the_fields_set_and_loads_back(tmp_path, monkeypatch):
-    run = tmp_path / "run"
-    config = "configs/gpt_shakespeare.py"
-    flags = ["--config", f"{config}:test", "--workdir", str(run), "--config.train.steps=2",
-             "--config.train.sample_tokens=0"]
+CONFIG = "configs/gpt_shakespeare.py"
+
+
+def _train_and_export(tmp_path, monkeypatch, *overrides):
+    """Train the test variant with ``overrides``, export it as "mine" onto a shelf in ``tmp_path`` (the catalog
+    pointed there), and return the run's workdir, the shelf and the entry."""
+    run, shelf = tmp_path / "run", tmp_path / "pretrained"
+    flags = ["--config", f"{CONFIG}:test", "--workdir", str(run), *overrides]
     cli.main(["train", *flags])
-    shelf = tmp_path / "pretrained"
     shelf.mkdir()
     monkeypatch.setattr(pretrained, "HERE", shelf)
     monkeypatch.setattr(pretrained, "CATALOG", shelf / "catalog.json")
     cli.main(["export", *flags, "--name", "mine"])
+    return run, shelf, json.loads((shelf / "catalog.json").read_text())["mine"]
 
-    entry = json.loads((shelf / "catalog.json").read_text())["mine"]
+
+def test_export_records_only_the_fields_set_and_loads_back(tmp_path, monkeypatch):
+    run, shelf, entry = _train_and_export(tmp_path, monkeypatch, "--config.train.steps=2",
+                                          "--config.train.sample_tokens=0")
     # The test variant sets width 32, depth 1, context 16; every other field stays the preset's (not recorded).
     assert entry["model"] == "gpt-shakespeare"
     assert entry["overrides"] == {"width": 32, "depth": 1, "context": 16, "vocab": 256}
-    assert entry["command"] == f"modzoo train --config {config}:test --workdir {run} " \
+    assert entry["command"] == f"modzoo train --config {CONFIG}:test --workdir {run} " \
                                "--config.train.steps=2 --config.train.sample_tokens=0"
     assert set(entry["metric"]) == {"loss", "nats_per_byte"} and np.isfinite(entry["metric"]["loss"])
     assert entry["metric"]["nats_per_byte"] == entry["metric"]["loss"]  # bytes: one byte per token
@@ -43,16 +49,9 @@ def test_export_records_only_the_fields_set_and_loads_back(tmp_path, monkeypatch
 
 
 def test_a_bpe_run_ships_its_tokenizer_and_samples_through_it(tmp_path, monkeypatch, capsys):
-    run = tmp_path / "run"
-    flags = ["--config", "configs/gpt_shakespeare.py:test", "--workdir", str(run), "--config.train.steps=1",
-             "--config.train.sample_tokens=0", "--config.data.tokenizer=bpe:300", "--config.model.vocab=300"]
-    cli.main(["train", *flags])
-    shelf = tmp_path / "pretrained"
-    shelf.mkdir()
-    monkeypatch.setattr(pretrained, "HERE", shelf)
-    monkeypatch.setattr(pretrained, "CATALOG", shelf / "catalog.json")
-    cli.main(["export", *flags, "--name", "mine"])
-    entry = json.loads((shelf / "catalog.json").read_text())["mine"]
+    run, shelf, entry = _train_and_export(tmp_path, monkeypatch, "--config.train.steps=1",
+                                          "--config.train.sample_tokens=0", "--config.data.tokenizer=bpe:300",
+                                          "--config.model.vocab=300")
     assert entry["tokenizer"]["file"] == "mine.tokenizer.json"
     assert pretrained.tokenizer_path("mine").read_bytes() == (run / "tokenizer.json").read_bytes()
     assert entry["metric"]["loss"] / entry["metric"]["nats_per_byte"] > 1.3  # per token / per byte

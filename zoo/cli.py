@@ -258,13 +258,11 @@ def _sample(args) -> None:
     if modality_of(model.config) != "text":
         raise ValueError(f"{type(model).__name__} is not a language model (modality "
                          f"{model.config.modality!r}); sampling needs modality 'text'")
-    from data.tokenizer import load as load_tokenizer
-    from zoo.train.datasets import saved_tokenizer
+    from zoo.train.datasets import load_saved_tokenizer
 
-    saved = saved_tokenizer(args.workdir or args.pretrained)  # none: the model reads bytes
     text = generate(model, args.prompt, max_new_tokens=args.tokens, temperature=args.temperature,
                     top_k=args.top_k, seed=args.seed,  # a bad --temperature, --top-k or --tokens: ValueError
-                    tokenizer=load_tokenizer(saved) if saved else None)
+                    tokenizer=load_saved_tokenizer(args.workdir or args.pretrained))  # None: the model reads bytes
     print(args.prompt + text.decode("utf-8", errors="replace"))
 
 

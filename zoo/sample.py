@@ -59,6 +59,16 @@ def _continue(graphdef, state, window, length, count, key, temperature, top_k):
     return nnx.fori_loop(0, count - 1, step, (model, out, cache))[1]  # nnx's loop: nnx transforms run inside it
 
 
+def encode(text: bytes, tokenizer=None) -> list[int]:
+    """Token ids of ``text``: its bytes, or ``tokenizer``'s ids (a data.tokenizer.BPE)."""
+    return list(text) if tokenizer is None else tokenizer.encode(text).tolist()
+
+
+def decode(ids, tokenizer=None) -> bytes:
+    """The bytes of token ``ids`` (bytes themselves, or ``tokenizer``'s ids)."""
+    return bytes(ids) if tokenizer is None else tokenizer.decode(ids)
+
+
 def generate(model, prompt: str | bytes, *, max_new_tokens: int = 200, temperature: float = 1.0,
              top_k: int | None = None, seed: int = 0, tokenizer=None) -> bytes:
     """Continue ``prompt`` by ``max_new_tokens`` tokens (see the module docstring for the cache and sliding) and
@@ -84,7 +94,7 @@ def generate(model, prompt: str | bytes, *, max_new_tokens: int = 200, temperatu
         raise ValueError(f"the model reads {vocab} tokens, not bytes: pass the tokenizer it was trained with, "
                          "e.g. tokenizer=zoo.pretrained.tokenizer(name) or data.tokenizer.load(run / 'tokenizer.json')")
     prompt = (prompt.encode() if isinstance(prompt, str) else bytes(prompt)) or b"\n"
-    tokens = list(prompt) if tokenizer is None else tokenizer.encode(prompt).tolist()
+    tokens = encode(prompt, tokenizer)
     graphdef, state = nnx.split(model)
     key = jax.random.key(seed)
     window, new = tokens[-context:], []
@@ -96,4 +106,4 @@ def generate(model, prompt: str | bytes, *, max_new_tokens: int = 200, temperatu
         out = _continue(graphdef, state, padded, len(window), count, sub, float(temperature), int(top_k or vocab))
         new += np.asarray(out[:count]).tolist()
         window = (tokens + new)[-max(1, context // 2):]
-    return bytes(new) if tokenizer is None else tokenizer.decode(new)
+    return decode(new, tokenizer)

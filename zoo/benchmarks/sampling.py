@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from zoo.sample import generate, sample_token
+from zoo.sample import decode, encode, generate, sample_token
 
 
 @nnx.jit
@@ -32,7 +32,7 @@ def recompute_generate(model, prompt: str, *, max_new_tokens: int, temperature: 
     sampler also recompiled its step in every call; this one compiles once, so the ratio is per token.)
     Tokens are bytes, or ``tokenizer``'s ids as in :func:`zoo.sample.generate`."""
     context, top_k = model.config.context, top_k or model.config.vocab
-    start = list(prompt.encode()) if tokenizer is None else tokenizer.encode(prompt.encode()).tolist()
+    start = encode(prompt.encode(), tokenizer)
     tokens = list(start)
     key = jax.random.key(seed)
     for _ in range(max_new_tokens):
@@ -41,8 +41,7 @@ def recompute_generate(model, prompt: str, *, max_new_tokens: int, temperature: 
         window[: len(recent)] = recent
         key, sub = jax.random.split(key)
         tokens.append(int(_next_token(model, window, len(recent), sub, float(temperature), int(top_k))))
-    new = tokens[len(start):]
-    return bytes(new) if tokenizer is None else tokenizer.decode(new)
+    return decode(tokens[len(start):], tokenizer)
 
 
 def _time(fn, repeats: int) -> tuple[float, float]:
@@ -63,12 +62,9 @@ def run(model=None, lengths=(100, 500), repeats: int = 3, prompt: str = "ROMEO:"
     """Print and return, per length, tokens/s and compile seconds of both samplers and their ratio (``model``
     reads bytes, or ``tokenizer``'s ids; default: the pretrained ``gpt-shakespeare`` and its tokenizer)."""
     if model is None:
-        from data.tokenizer import load
         from zoo import pretrained
 
-        model = pretrained.load("gpt-shakespeare")
-        saved = pretrained.tokenizer_path("gpt-shakespeare")
-        tokenizer = load(saved) if saved else None
+        model, tokenizer = pretrained.load("gpt-shakespeare"), pretrained.tokenizer("gpt-shakespeare")
     cfg = model.config
     settings = {"temperature": 0.8, "top_k": 40, "tokenizer": tokenizer}
     print(f"device: {jax.devices()[0].device_kind}; model width {cfg.width}, depth {cfg.depth}, context "

@@ -31,6 +31,16 @@ def saved_tokenizer(source) -> pathlib.Path | None:
     return path if path.is_file() else None
 
 
+def load_saved_tokenizer(source):
+    """The tokenizer kept with ``source`` (:func:`saved_tokenizer`), loaded; None if there is none (bytes)."""
+    path = saved_tokenizer(source)
+    if path is None:
+        return None
+    from data.tokenizer import load
+
+    return load(path)
+
+
 def make_tokenizer(spec: str, train_bytes: data.TextDataset):
     """The tokenizer ``spec`` names (module docstring), or None for bytes; ``bpe:N`` learns from ``train_bytes``."""
     from data import tokenizer
@@ -38,10 +48,10 @@ def make_tokenizer(spec: str, train_bytes: data.TextDataset):
     if spec == tokenizer.BYTES:
         return None
     if spec in pretrained.catalog():
-        path = pretrained.tokenizer_path(spec)
-        if path is None:
+        shipped = pretrained.tokenizer(spec)
+        if shipped is None:
             raise ValueError(f"pretrained {spec!r} reads bytes and has no tokenizer: use --config.data.tokenizer=bytes")
-        return tokenizer.load(path)
+        return shipped
     if spec.endswith(".json"):
         if not pathlib.Path(spec).is_file():
             raise FileNotFoundError(f"tokenizer file {spec} does not exist: give a tokenizer.json a run saved, "
@@ -59,12 +69,8 @@ def datasets(config: ml_collections.ConfigDict, model_cfg, source=None):
     # the short validation split first: too short, it stops before preparing
     validation = data.text_dataset(config.data.name, "validation", model_cfg.context)
     train = data.text_dataset(config.data.name, "train", model_cfg.context)
-    saved = saved_tokenizer(source)
-    if saved:
-        from data import tokenizer
-
-        tok = tokenizer.load(saved)
-    else:
+    tok = load_saved_tokenizer(source)
+    if tok is None:
         tok = make_tokenizer(str(config.data.get("tokenizer", "bytes")), train)
     if tok is not None:
         train, validation = train.tokenized(tok), validation.tokenized(tok)
@@ -78,13 +84,12 @@ def datasets(config: ml_collections.ConfigDict, model_cfg, source=None):
 def check_init_tokenizer(init_from: str, train_ds) -> None:
     """A one-line error when a run initialized from ``init_from`` would read text with another tokenizer than
     the one its weights were trained with."""
-    theirs = saved_tokenizer(init_from)
+    theirs = load_saved_tokenizer(init_from)
     ours = getattr(train_ds, "tokenizer", None)
     if theirs is None and ours is None:
         return
-    from data import tokenizer
-
-    if theirs is None or ours is None or tokenizer.load(theirs).to_json() != ours.to_json():
-        want = "bytes" if theirs is None else init_from if init_from in pretrained.catalog() else theirs
+    if theirs is None or ours is None or theirs.to_json() != ours.to_json():
+        want = "bytes" if theirs is None else init_from if init_from in pretrained.catalog() else \
+            saved_tokenizer(init_from)
         raise ValueError(f"{init_from} was trained with another tokenizer than this run's: set "
                          f"--config.data.tokenizer={want}")
